@@ -1,0 +1,78 @@
+#pragma once
+
+// crew::pool_options<Job>: how a worker_pool is built.
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "concurrency.hpp"
+
+namespace crew {
+
+// What submit(Job&&) does when the queue is full.
+enum class overflow_policy : unsigned char {
+  block,   // wait for room (never from inside a worker of the same pool: rejected there)
+  reject,  // return submit_status::rejected; the job stays with the caller
+  drop,    // drop the incoming job: it goes to on_drop (or is destroyed) and is counted
+};
+
+// How a worker gives back the memory it grew after recycle_after jobs.
+enum class recycle_mode : unsigned char {
+  respawn,  // a new thread replaces the worker: fresh stack, fresh thread_locals
+  trim,     // the worker madvises the unused part of its own stack away and keeps running
+};
+
+constexpr std::string_view to_string(overflow_policy p) noexcept {
+  switch (p) {
+    case overflow_policy::block: return "block";
+    case overflow_policy::reject: return "reject";
+    case overflow_policy::drop: return "drop";
+  }
+  return "unknown";
+}
+
+constexpr std::string_view to_string(recycle_mode m) noexcept {
+  return m == recycle_mode::respawn ? "respawn" : "trim";
+}
+
+// Options of a worker_pool<Job>: an aggregate meant for designated initializers,
+//   {.workers = 8, .queue_capacity = 1024, .on_full = crew::overflow_policy::reject}
+// Fields are only ever appended, so existing initializers keep compiling.
+template <class Job>
+struct pool_options {
+  // Worker threads. Default: hardware_workers(), the CPUs this process may really use. For
+  // I/O-bound jobs size by Little's law: workers = throughput x latency of one job.
+  std::size_t workers = hardware_workers();
+  // Queued (not yet started) jobs the pool holds; rounded up to a power of two.
+  std::size_t queue_capacity = 1024;
+  // What submit(Job&&) does when the queue is full.
+  overflow_policy on_full = overflow_policy::block;
+  // Recycle a worker after about this many jobs (each worker draws its own threshold from
+  // [N, 2N) so they never recycle together); 0 = never.
+  std::uint64_t recycle_after = 65536;
+  // How a worker recycles. respawn is the default: it returns the stack and the thread_locals
+  // (allocator caches included) for one thread start (~100 us) per 2^16 jobs or more.
+  recycle_mode recycle = recycle_mode::respawn;
+  // Stack size of each worker thread in bytes; 0 = the platform default (RLIMIT_STACK on glibc).
+  std::size_t stack_size = 0;
+  // When non-zero, a worker that reached its threshold recycles only if its resident stack
+  // exceeds this many bytes, and draws a new threshold otherwise.
+  std::size_t recycle_stack_limit = 0;
+  // Prefix of the worker threads' names ("<name>-<index>", truncated to 15 bytes).
+  std::string name = "crew";
+  // Receives each job dropped under overflow_policy::drop, on the submitting thread, before
+  // submit returns; an exception it throws reaches that caller.
+  std::function<void(Job&&)> on_drop{};
+  // Receives every exception a handler throws, on the worker that caught it. It must not throw
+  // (an exception escaping it is discarded).
+  std::function<void(std::exception_ptr)> on_error{};
+  // Record queue-wait and run-time histograms (two clock reads per job); off costs nothing but
+  // a predictable branch.
+  bool track_latency = false;
+};
+
+}  // namespace crew
