@@ -247,7 +247,8 @@ struct stress_config {
 void run_stress(const stress_config& cfg) {
   const std::uint64_t per_producer = crew_test::scaled(200'000);
   bounded_queue<std::uint64_t> q(cfg.capacity);
-  std::vector<std::atomic<std::uint8_t>> seen(per_producer * static_cast<std::uint64_t>(cfg.producers));
+  std::vector<std::atomic<std::uint8_t>> seen(per_producer *
+                                              static_cast<std::uint64_t>(cfg.producers));
   std::atomic<std::uint64_t> popped_sum{0};
   std::atomic<std::uint64_t> popped_total{0};
   std::atomic<int> order_violations{0};
@@ -262,7 +263,8 @@ void run_stress(const stress_config& cfg) {
       while (i < per_producer) {
         if (cfg.bulk) {
           chunk.clear();
-          for (std::uint64_t k = i; k < std::min(per_producer, i + 7); ++k) chunk.push_back(base | k);
+          for (std::uint64_t k = i; k < std::min(per_producer, i + 7); ++k)
+            chunk.push_back(base | k);
           const std::size_t n = q.try_push_bulk(chunk.begin(), chunk.size());
           i += n;
           if (n == 0) std::this_thread::yield();

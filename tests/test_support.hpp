@@ -135,12 +135,19 @@ inline long proc_status_field(const std::string& key) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
+    if (line.rfind(key + ":", 0) == 0)
+      return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
   }
   return -1;
 }
 
 inline long thread_count() { return proc_status_field("Threads"); }
+
+// ThreadSanitizer starts a background thread of its own at the first pthread_create: start it
+// before taking a thread-count baseline.
+inline void start_sanitizer_threads() {
+  std::thread([] {}).join();
+}
 inline long rss_kib() { return proc_status_field("VmRSS"); }
 
 }  // namespace crew_test

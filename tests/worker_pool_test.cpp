@@ -87,7 +87,8 @@ TEST(WorkerPoolOptions, UnallocatableCapacityIsRejectedNamingTheOption) {
 }
 
 TEST(WorkerPoolOptions, AbsurdWorkerCountIsRejected) {
-  EXPECT_THROW((crew::worker_pool<int>{[](int&&) {}, {.workers = 1'000'000}}), std::invalid_argument);
+  EXPECT_THROW((crew::worker_pool<int>{[](int&&) {}, {.workers = 1'000'000}}),
+               std::invalid_argument);
 }
 
 TEST(WorkerPoolOptions, DefaultsAreDocumentedValues) {
@@ -117,9 +118,8 @@ TEST(WorkerPoolSubmit, RunsEveryAcceptedJobOnce) {
 TEST(WorkerPoolSubmit, BlockPolicyWaitsForRoomThenAccepts) {
   full_pool f(overflow_policy::block);
   std::atomic<int> result{-1};
-  std::thread producer([&] {
-    result = static_cast<int>(f.pool->submit(std::make_unique<int>(2)));
-  });
+  std::thread producer(
+      [&] { result = static_cast<int>(f.pool->submit(std::make_unique<int>(2))); });
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(result.load(), -1) << "submit under block returned while the queue was full";
   EXPECT_EQ(f.pool->stats().blocked_producers, 1U);
@@ -219,7 +219,8 @@ TEST(WorkerPoolSubmit, StopTokenCancelsAWaitingSubmit) {
   std::stop_source source;
   auto job = std::make_unique<int>(5);
   std::atomic<int> result{-1};
-  std::thread producer([&] { result = static_cast<int>(f.pool->submit(std::move(job), source.get_token())); });
+  std::thread producer(
+      [&] { result = static_cast<int>(f.pool->submit(std::move(job), source.get_token())); });
   std::this_thread::sleep_for(30ms);
   EXPECT_EQ(result.load(), -1);
   source.request_stop();
@@ -267,17 +268,19 @@ TEST(WorkerPoolSubmit, BlockedProducersWakeWithClosedOnShutdown) {
   std::vector<int> results(3, -1);
   std::vector<job_ptr> jobs;
   for (int i = 0; i < 3; ++i) jobs.push_back(std::make_unique<int>(10 + i));
+  auto* pool = f->pool.get();
   for (int i = 0; i < 3; ++i) {
     producers.emplace_back([&, i] {
       auto k = static_cast<std::size_t>(i);
-      results[k] = static_cast<int>(i == 0   ? f->pool->submit(std::move(jobs[k]))
-                                   : i == 1 ? f->pool->submit_for(std::move(jobs[k]), 1h)
-                                            : f->pool->submit(std::move(jobs[k]), std::stop_source().get_token()));
+      results[k] = static_cast<int>(
+          i == 0   ? pool->submit(std::move(jobs[k]))
+          : i == 1 ? pool->submit_for(std::move(jobs[k]), 1h)
+                   : pool->submit(std::move(jobs[k]), std::stop_source().get_token()));
     });
   }
-  ASSERT_TRUE(crew_test::eventually([&] { return f->pool->stats().blocked_producers == 3; }));
+  ASSERT_TRUE(crew_test::eventually([&] { return pool->stats().blocked_producers == 3; }));
   std::thread closer([&] {
-    auto r = f->pool->shutdown(shutdown_mode::abort);
+    auto r = pool->shutdown(shutdown_mode::abort);
     EXPECT_EQ(r.handed_back.size(), 1U);
   });
   for (auto& p : producers) p.join();
@@ -291,8 +294,9 @@ TEST(WorkerPoolSubmit, DestroyingThePoolWhileProducersBlockReturnsClosed) {
   auto f = std::make_unique<full_pool>(overflow_policy::block);
   std::atomic<int> result{-1};
   auto job = std::make_unique<int>(3);
-  std::thread producer([&] { result = static_cast<int>(f->pool->submit(std::move(job))); });
-  ASSERT_TRUE(crew_test::eventually([&] { return f->pool->stats().blocked_producers == 1; }));
+  auto* pool = f->pool.get();
+  std::thread producer([&] { result = static_cast<int>(pool->submit(std::move(job))); });
+  ASSERT_TRUE(crew_test::eventually([&] { return pool->stats().blocked_producers == 1; }));
   f->release.open();
   std::thread destroyer([&] { f.reset(); });
   producer.join();
@@ -374,25 +378,27 @@ TEST(WorkerPoolReentrancy, WaitingFormsFromAWorkerReturnRejectedWhenFull) {
   std::size_t bulk_accepted = 99;
   std::atomic<bool> done{false};
   crew::worker_pool<int>* self = nullptr;
-  crew::worker_pool<int> pool{[&](int&& i) {
-                                if (i != 0) return;
-                                proceed.wait();
-                                // The queue (capacity 1) holds job 1: it is full.
-                                seen.push_back(self->submit(2));
-                                seen.push_back(self->submit_for(3, 1h));
-                                seen.push_back(self->submit_until(4, std::chrono::steady_clock::now() + 1h));
-                                seen.push_back(self->submit(5, std::stop_source().get_token()));
-                                std::vector<int> more{6, 7};
-                                bulk_accepted = self->submit_bulk(more);
-                                done = true;
-                              },
-                              {.workers = 1, .queue_capacity = 1}};
+  crew::worker_pool<int> pool{
+      [&](int&& i) {
+        if (i != 0) return;
+        proceed.wait();
+        // The queue (capacity 1) holds job 1: it is full.
+        seen.push_back(self->submit(2));
+        seen.push_back(self->submit_for(3, 1h));
+        seen.push_back(self->submit_until(4, std::chrono::steady_clock::now() + 1h));
+        seen.push_back(self->submit(5, std::stop_source().get_token()));
+        std::vector<int> more{6, 7};
+        bulk_accepted = self->submit_bulk(more);
+        done = true;
+      },
+      {.workers = 1, .queue_capacity = 1}};
   self = &pool;
   ASSERT_EQ(pool.submit(0), submit_status::accepted);
   ASSERT_TRUE(crew_test::eventually([&] { return pool.stats().busy == 1; }));
   ASSERT_EQ(pool.submit(1), submit_status::accepted);
   proceed.open();
-  ASSERT_TRUE(crew_test::eventually([&] { return done.load(); })) << "a worker deadlocked submitting to its own pool";
+  ASSERT_TRUE(crew_test::eventually([&] { return done.load(); }))
+      << "a worker deadlocked submitting to its own pool";
   pool.wait_idle();
   EXPECT_EQ(seen, std::vector<submit_status>(4, submit_status::rejected));
   EXPECT_EQ(bulk_accepted, 0U);
@@ -489,7 +495,8 @@ TEST(WorkerPoolShutdown, AbortHandsBackQueuedJobsAndStopsRunningOnes) {
   EXPECT_EQ(ran.load(), 1);
   EXPECT_EQ(r.executed, 1U);
   ASSERT_EQ(r.handed_back.size(), 19U);
-  for (int i = 0; i < 19; ++i) EXPECT_EQ(r.handed_back[static_cast<std::size_t>(i)], i + 1) << "handed back out of order";
+  for (int i = 0; i < 19; ++i)
+    EXPECT_EQ(r.handed_back[static_cast<std::size_t>(i)], i + 1) << "handed back out of order";
   EXPECT_FALSE(r.drained);
   EXPECT_EQ(pool.stats().handed_back, 19U);
 }
@@ -539,7 +546,8 @@ TEST(WorkerPoolShutdown, PassedDeadlineIsAnAbortThatReturnsAtOnce) {
   std::atomic<int> ran{0};
   crew::worker_pool<int> pool{[&](int&&, std::stop_token st) {
                                 ran++;
-                                while (!st.stop_requested() && !hold.is_open()) std::this_thread::sleep_for(100us);
+                                while (!st.stop_requested() && !hold.is_open())
+                                  std::this_thread::sleep_for(100us);
                               },
                               {.workers = 1, .queue_capacity = 64}};
   for (int i = 0; i < 10; ++i) ASSERT_EQ(pool.submit(int{i}), submit_status::accepted);
@@ -599,7 +607,8 @@ TEST(WorkerPoolShutdown, ConcurrentAbortsHandEachJobBackExactlyOnce) {
     for (auto& r : reports) back.insert(r.handed_back.begin(), r.handed_back.end());
     const std::uint64_t executed = pool.stats().executed;
     EXPECT_EQ(back.size() + executed, 1000U);
-    EXPECT_EQ(std::set<int>(back.begin(), back.end()).size(), back.size()) << "a job was handed back twice";
+    EXPECT_EQ(std::set<int>(back.begin(), back.end()).size(), back.size())
+        << "a job was handed back twice";
   }
 }
 
@@ -607,7 +616,8 @@ TEST(WorkerPoolShutdown, AbortEscalatesADrainInProgress) {
   std::atomic<int> ran{0};
   crew::worker_pool<int> pool{[&](int&&, std::stop_token st) {
                                 ran++;
-                                for (int i = 0; i < 200 && !st.stop_requested(); ++i) std::this_thread::sleep_for(1ms);
+                                for (int i = 0; i < 200 && !st.stop_requested(); ++i)
+                                  std::this_thread::sleep_for(1ms);
                               },
                               {.workers = 1, .queue_capacity = 256}};
   for (int i = 0; i < 200; ++i) ASSERT_EQ(pool.submit(int{i}), submit_status::accepted);
@@ -618,7 +628,9 @@ TEST(WorkerPoolShutdown, AbortEscalatesADrainInProgress) {
   auto abort_report = pool.shutdown(shutdown_mode::abort);
   drainer.join();
   EXPECT_LT(ran.load(), 200) << "the abort did not escalate the drain";
-  EXPECT_EQ(static_cast<std::uint64_t>(ran.load()) + drain_report.handed_back.size() + abort_report.handed_back.size(), 200U);
+  EXPECT_EQ(static_cast<std::uint64_t>(ran.load()) + drain_report.handed_back.size() +
+                abort_report.handed_back.size(),
+            200U);
   EXPECT_FALSE(drain_report.drained);
 }
 
@@ -738,8 +750,10 @@ TEST(WorkerPoolHandler, MoveOnlyJobsAndMoveOnlyHandlerState) {
   auto state = std::make_unique<std::atomic<int>>(0);
   auto* raw = state.get();
   {
-    crew::worker_pool<job_ptr> pool{[s = std::move(state)](job_ptr&& j) { s->fetch_add(*j); }, {.workers = 2}};
-    for (int i = 0; i < 100; ++i) ASSERT_EQ(pool.submit(std::make_unique<int>(2)), submit_status::accepted);
+    crew::worker_pool<job_ptr> pool{[s = std::move(state)](job_ptr&& j) { s->fetch_add(*j); },
+                                    {.workers = 2}};
+    for (int i = 0; i < 100; ++i)
+      ASSERT_EQ(pool.submit(std::make_unique<int>(2)), submit_status::accepted);
     pool.wait_idle();
     EXPECT_EQ(raw->load(), 200);
   }
@@ -795,6 +809,7 @@ TEST(WorkerPoolStats, LatencyOffLeavesHistogramsEmpty) {
 }
 
 TEST(WorkerPoolLifecycle, NoThreadOutlivesThePool) {
+  crew_test::start_sanitizer_threads();
   const long before = crew_test::thread_count();
   for (int i = 0; i < 20; ++i) {
     crew::worker_pool<int> pool{[](int&&) {}, {.workers = 3, .recycle_after = 4}};
@@ -809,7 +824,8 @@ TEST(WorkerPoolLifecycle, IdleWorkersPark) {
   ASSERT_EQ(pool.submit(1), submit_status::accepted);
   pool.wait_idle();
   EXPECT_TRUE(crew_test::eventually([&] {
-    return pool.state_of(0) == crew::worker_state::parked && pool.state_of(1) == crew::worker_state::parked;
+    return pool.state_of(0) == crew::worker_state::parked &&
+           pool.state_of(1) == crew::worker_state::parked;
   })) << "idle workers did not park";
 }
 

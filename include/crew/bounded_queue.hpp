@@ -31,6 +31,8 @@
 // Memory usage: capacity() slots, each padded to a multiple of a cache line (64 bytes), plus
 // three cache lines for the indices.
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -42,8 +44,6 @@
 #include <string>
 #include <type_traits>
 #include <utility>
-
-#include <unistd.h>
 
 namespace crew {
 
@@ -62,7 +62,8 @@ inline std::size_t physical_memory_bytes() noexcept {
   if (pages <= 0 || page_size <= 0) return 0;
   const auto p = static_cast<unsigned long long>(pages);
   const auto s = static_cast<unsigned long long>(page_size);
-  if (p > std::numeric_limits<std::size_t>::max() / s) return std::numeric_limits<std::size_t>::max();
+  if (p > std::numeric_limits<std::size_t>::max() / s)
+    return std::numeric_limits<std::size_t>::max();
   return static_cast<std::size_t>(p * s);
 }
 
@@ -127,7 +128,8 @@ class bounded_queue {
     if (capacity == 0) {
       throw std::invalid_argument("crew::bounded_queue: capacity must be at least 1, got 0");
     }
-    if (capacity > max_capacity() || capacity > std::numeric_limits<size_type>::max() / sizeof(slot) / 2) {
+    if (capacity > max_capacity() ||
+        capacity > std::numeric_limits<size_type>::max() / sizeof(slot) / 2) {
       throw std::invalid_argument("crew::bounded_queue: capacity " + std::to_string(capacity) +
                                   " is too large to represent");
     }
@@ -143,7 +145,7 @@ class bounded_queue {
     }
     void* raw = nullptr;
     try {
-      raw = ::operator new(bytes, std::align_val_t{alignof(slot)});
+      raw = ::operator new (bytes, std::align_val_t{alignof(slot)});
     } catch (const std::bad_alloc&) {
       throw std::invalid_argument("crew::bounded_queue: capacity " + std::to_string(capacity) +
                                   " cannot be allocated (" + std::to_string(bytes) + " bytes)");
@@ -172,7 +174,7 @@ class bounded_queue {
       slots_[t & mask_].element()->~T();
     }
     for (size_type i = 0; i < capacity_; ++i) slots_[i].~slot();
-    ::operator delete(static_cast<void*>(slots_), std::align_val_t{alignof(slot)});
+    ::operator delete (static_cast<void*>(slots_), std::align_val_t{alignof(slot)});
   }
 
   // Moves `value` into the queue if there is room and the queue is open; returns whether it
@@ -194,7 +196,7 @@ class bounded_queue {
   // is claimed and then moved in, so a throwing constructor leaves the queue unchanged (strong
   // guarantee). On false, `args` are not moved from. Thread-safe.
   template <class... Args>
-    requires std::is_constructible_v<T, Args&&...>
+  requires std::is_constructible_v<T, Args&&...>
   bool try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args&&...>) {
     if constexpr (std::is_nothrow_constructible_v<T, Args&&...>) {
       return push_one([&](void* where) noexcept { ::new (where) T(std::forward<Args>(args)...); });
@@ -210,8 +212,9 @@ class bounded_queue {
   // Constructing T from an element must not throw (the slots are claimed before construction);
   // push elements one by one with try_emplace when it may. Thread-safe.
   template <std::input_iterator It>
-    requires std::is_nothrow_constructible_v<T, std::iter_rvalue_reference_t<It>>
-  size_type try_push_bulk(It first, size_type count) noexcept {
+  requires std::is_nothrow_constructible_v<T, std::iter_rvalue_reference_t<It>> size_type
+  try_push_bulk(It first, size_type count)
+  noexcept {
     if (count == 0) return 0;
     ticket pos = tail_.load(std::memory_order_relaxed);
     for (;;) {
@@ -226,7 +229,7 @@ class bounded_queue {
       if (n == 0) {
         const ticket turn = slots_[pos & mask_].turn.load(std::memory_order_acquire);
         if (static_cast<std::int64_t>(turn - free_turn(pos)) < 0) return 0;  // full
-        pos = tail_.load(std::memory_order_relaxed);              // stale: another producer won
+        pos = tail_.load(std::memory_order_relaxed);  // stale: another producer won
         continue;
       }
       // seq_cst: the successful claim is one side of the pool's parking handshake (see
@@ -357,8 +360,8 @@ class bounded_queue {
       size_type n = 0;
       // (1) acquire pairs with the producer's release publishing each slot: the element's
       // construction (and all the producer did before it) is visible once the turn is seen.
-      while (n < max &&
-             slots_[(pos + n) & mask_].turn.load(std::memory_order_acquire) == free_turn(pos + n) + 1) {
+      while (n < max && slots_[(pos + n) & mask_].turn.load(std::memory_order_acquire) ==
+                            free_turn(pos + n) + 1) {
         ++n;
       }
       if (n == 0) {
@@ -393,7 +396,8 @@ class bounded_queue {
   // nothing more will ever be popped. Thread-safe.
   bool is_drained() const noexcept {
     const ticket tail = tail_.load(std::memory_order_seq_cst);
-    return (tail & closed_bit) != 0 && head_.load(std::memory_order_seq_cst) == (tail & ~closed_bit);
+    return (tail & closed_bit) != 0 &&
+           head_.load(std::memory_order_seq_cst) == (tail & ~closed_bit);
   }
 
   // The number of elements pushed but not yet claimed by a consumer (including pushes still

@@ -11,14 +11,14 @@ namespace crew {
 
 // The outcome of one submit. [[nodiscard]]: a job that was not accepted is still in the
 // caller's hands, so ignoring the status can silently lose it.
-enum class [[nodiscard]] submit_status : unsigned char {
-  accepted,   // queued; it will run, or come back in a shutdown_report::handed_back
-  rejected,   // no room (try_submit, overflow_policy::reject, or a waiting form called from a
-              // worker of the same pool); the job was not moved from
-  dropped,    // no room under overflow_policy::drop: the job went to on_drop (or was destroyed)
-  closed,     // the pool is shutting down or shut down; the job was not moved from
-  timed_out,  // submit_for/submit_until: no room before the deadline; not moved from
-  cancelled,  // submit(job, stop_token): stop requested while waiting; not moved from
+enum class [[nodiscard]] submit_status : unsigned char{
+    accepted,   // queued; it will run, or come back in a shutdown_report::handed_back
+    rejected,   // no room (try_submit, overflow_policy::reject, or a waiting form called from a
+                // worker of the same pool); the job was not moved from
+    dropped,    // no room under overflow_policy::drop: the job went to on_drop (or was destroyed)
+    closed,     // the pool is shutting down or shut down; the job was not moved from
+    timed_out,  // submit_for/submit_until: no room before the deadline; not moved from
+    cancelled,  // submit(job, stop_token): stop requested while waiting; not moved from
 };
 
 // How shutdown() treats the jobs still queued.

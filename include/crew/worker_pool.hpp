@@ -562,7 +562,8 @@ class worker_pool {
     [[maybe_unused]] std::size_t remaining = 0;
     if constexpr (runs) remaining = static_cast<std::size_t>(std::ranges::distance(it, end));
     std::optional<Job> made;
-    std::optional<waiting_scope> waiting;  // set at the first wait; nothing after it touches the pool
+    std::optional<waiting_scope>
+        waiting;  // set at the first wait; nothing after it touches the pool
     while (it != end) {
       push_result r = push_result::full;
       if constexpr (runs) {
@@ -653,7 +654,8 @@ class worker_pool {
       // A fair share of what is queued, so one worker never sits on jobs another could start
       // (and an abort finds them in the queue): a deep queue of trivial jobs is claimed in
       // batches, a trickle one job at a time.
-      const std::size_t share = std::clamp<std::size_t>(queue_->size_approx() / worker_count_, 1, max_batch);
+      const std::size_t share =
+          std::clamp<std::size_t>(queue_->size_approx() / worker_count_, 1, max_batch);
       auto batch = queue_->try_pop_batch(share);
       if (batch.size() != 0) {
         idle_signalled = false;

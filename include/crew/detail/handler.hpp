@@ -20,10 +20,10 @@ template <class Job>
 class job_handler {
  public:
   template <class F>
-    requires(!std::same_as<std::remove_cvref_t<F>, job_handler> &&
-             (std::is_invocable_v<std::decay_t<F>&, Job&&, std::stop_token> ||
-              std::is_invocable_v<std::decay_t<F>&, Job&&>))
-  job_handler(F&& f)  // NOLINT(google-explicit-constructor): lambdas convert, by design
+  requires(!std::same_as<std::remove_cvref_t<F>, job_handler> &&
+           (std::is_invocable_v<std::decay_t<F>&, Job&&, std::stop_token> ||
+            std::is_invocable_v<std::decay_t<F>&, Job&&>))
+      job_handler(F&& f)  // NOLINT(google-explicit-constructor): lambdas convert, by design
       : object_(new std::decay_t<F>(std::forward<F>(f)), &destroy<std::decay_t<F>>),
         call_(&invoke<std::decay_t<F>>) {}
 
@@ -32,7 +32,9 @@ class job_handler {
 
   // Calls the wrapped callable with the job, passing the token when it accepts one (the token
   // form wins when it accepts both).
-  void operator()(Job&& job, const std::stop_token& token) { call_(object_.get(), std::move(job), token); }
+  void operator()(Job&& job, const std::stop_token& token) {
+    call_(object_.get(), std::move(job), token);
+  }
 
  private:
   template <class F>

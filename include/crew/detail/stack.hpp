@@ -6,13 +6,13 @@
 // glibc does the same when a thread exits (start_thread -> advise_stack_range madvises the
 // stack below the exit-time stack pointer); trim does it from inside a running thread.
 
-#include <cstddef>
-#include <cstdint>
-#include <vector>
-
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
 
 namespace crew::detail {
 

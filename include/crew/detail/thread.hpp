@@ -3,16 +3,16 @@
 // A joinable POSIX thread with a chosen stack size and name. std::thread cannot set either, and
 // worker stacks are part of crew's memory story (pool_options::stack_size).
 
+#include <limits.h>
+#include <pthread.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
-
-#include <limits.h>
-#include <pthread.h>
-#include <unistd.h>
 
 namespace crew::detail {
 

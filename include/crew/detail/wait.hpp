@@ -73,7 +73,8 @@ inline bool wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
 #else
   for (unsigned spins = 0;; ++spins) {
     if (word.load(std::memory_order_seq_cst) != expected) return true;
-    if (deadline != steady_time::max() && std::chrono::steady_clock::now() >= deadline) return false;
+    if (deadline != steady_time::max() && std::chrono::steady_clock::now() >= deadline)
+      return false;
     if (spins < 64) {
       std::this_thread::yield();
     } else {
@@ -91,7 +92,8 @@ inline void wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexc
 // Wakes up to `count` threads blocked in wait*/wait_until on `word`. Thread-safe.
 inline void wake(std::atomic<std::uint32_t>& word, std::uint32_t count) noexcept {
 #if defined(__linux__)
-  const auto n = count > static_cast<std::uint32_t>(INT_MAX) ? static_cast<std::uint32_t>(INT_MAX) : count;
+  const auto n =
+      count > static_cast<std::uint32_t>(INT_MAX) ? static_cast<std::uint32_t>(INT_MAX) : count;
   (void)futex_call(word, FUTEX_WAKE, n, nullptr);
 #else
   (void)word;
@@ -140,8 +142,8 @@ steady_time to_steady_deadline(const std::chrono::time_point<Clock, Duration>& t
     return tp;
   } else {
     // In double seconds, so that time_point::max() of a coarse duration cannot overflow.
-    const duration<double> left = duration<double>(tp.time_since_epoch()) -
-                                  duration<double>(Clock::now().time_since_epoch());
+    const duration<double> left =
+        duration<double>(tp.time_since_epoch()) - duration<double>(Clock::now().time_since_epoch());
     return deadline_after(left);
   }
 }
