@@ -98,6 +98,8 @@ class bounded_queue {
   // Top bit of the tail ticket: set by close(). 2^63 tickets cannot be exhausted in practice.
   static constexpr ticket closed_bit = ticket{1} << 63;
 
+  // Raw storage: an element lives in a slot only between its push and its pop.
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
   struct alignas(detail::cache_line_size) slot {
     std::atomic<ticket> turn;
     alignas(T) unsigned char storage[sizeof(T)];
@@ -251,7 +253,7 @@ class bounded_queue {
   // false while the producer of the oldest element is still writing it. Thread-safe.
   bool try_pop(T& out) noexcept(std::is_nothrow_move_assignable_v<T>) {
     batch b = try_pop_batch(1);
-    if (b.size() == 0) return false;
+    if (b.empty()) return false;
     b.pop_into(out);
     return true;
   }
@@ -259,7 +261,7 @@ class bounded_queue {
   // Removes and returns the oldest element, or nullopt when there is none. Thread-safe.
   std::optional<T> try_pop() noexcept {
     batch b = try_pop_batch(1);
-    if (b.size() == 0) return std::nullopt;
+    if (b.empty()) return std::nullopt;
     return std::optional<T>(b.pop());
   }
 
@@ -319,10 +321,15 @@ class bounded_queue {
     void pop_into(T& out) noexcept(std::is_nothrow_move_assignable_v<T>) {
       slot& s = next_slot();
       struct releaser {
+        releaser(batch* b, slot* sl) noexcept : self(b), s(sl) {}
         batch* self;
         slot* s;
+        releaser(const releaser&) = delete;
+        releaser& operator=(const releaser&) = delete;
+        releaser(releaser&&) = delete;
+        releaser& operator=(releaser&&) = delete;
         ~releaser() { self->release(*s); }
-      } guard{this, &s};
+      } guard(this, &s);
       out = std::move(*s.element());
     }
 

@@ -72,7 +72,8 @@ namespace crew {
 namespace detail {
 
 // The pool whose worker the calling thread is, or nullptr: how the pool recognises calls made
-// from its own workers.
+// from its own workers. Mutable per-thread identity, by design.
+// NOLINTNEXTLINE(cppcoreguidelines-avoid-non-const-global-variables)
 inline thread_local const void* current_pool = nullptr;
 
 inline std::uint64_t now_ns() noexcept {
@@ -197,7 +198,11 @@ class worker_pool {
           stderr);
       std::terminate();
     }
-    (void)shutdown(shutdown_mode::drain);
+    try {
+      (void)shutdown(shutdown_mode::drain);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): only bad_alloc building a report nobody reads
+      (void)wait_for_workers(detail::steady_time::max());
+    }
     join_all();
     // Producers that were blocked in a waiting submit have been woken with `closed`; let them
     // leave the pool's code before its members go away. (Only waiting producers are covered:
@@ -510,6 +515,8 @@ class worker_pool {
     ~waiting_scope() { count.fetch_sub(1, std::memory_order_release); }
     waiting_scope(const waiting_scope&) = delete;
     waiting_scope& operator=(const waiting_scope&) = delete;
+    waiting_scope(waiting_scope&&) = delete;
+    waiting_scope& operator=(waiting_scope&&) = delete;
     std::atomic<std::uint32_t>& count;
   };
 

@@ -23,12 +23,18 @@ class job_handler {
   requires(!std::same_as<std::remove_cvref_t<F>, job_handler> &&
            (std::is_invocable_v<std::decay_t<F>&, Job&&, std::stop_token> ||
             std::is_invocable_v<std::decay_t<F>&, Job&&>))
-      job_handler(F&& f)  // NOLINT(google-explicit-constructor): lambdas convert, by design
+      // Implicit, so a lambda converts where a pool wants a handler; constrained not to hide the
+      // move constructor.
+      // NOLINTNEXTLINE(google-explicit-constructor,bugprone-forwarding-reference-overload)
+      job_handler(F&& f)
       : object_(new std::decay_t<F>(std::forward<F>(f)), &destroy<std::decay_t<F>>),
         call_(&invoke<std::decay_t<F>>) {}
 
   job_handler(job_handler&&) noexcept = default;
   job_handler& operator=(job_handler&&) noexcept = default;
+  job_handler(const job_handler&) = delete;
+  job_handler& operator=(const job_handler&) = delete;
+  ~job_handler() = default;
 
   // Calls the wrapped callable with the job, passing the token when it accepts one (the token
   // form wins when it accepts both).

@@ -60,6 +60,8 @@ inline std::size_t resident_bytes(std::uintptr_t low, std::uintptr_t high) {
   if (high <= low) return 0;
   const std::size_t length = high - low;
   std::vector<unsigned char> pages((length + page - 1) / page);
+  // The kernel takes addresses: an integer-to-pointer cast is the point here.
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
   if (::mincore(reinterpret_cast<void*>(low), length, pages.data()) != 0) return 0;
   std::size_t resident = 0;
   for (unsigned char p : pages) resident += (p & 1U);
@@ -77,7 +79,7 @@ inline std::size_t resident_stack_bytes() {
 // one maps a fresh zero page. Pages below the stack pointer hold no live data (the margin keeps
 // the red zone, this call's own frames and a signal frame clear of it). Returns the number of
 // bytes advised, 0 when nothing could be trimmed.
-inline std::size_t trim_stack(std::size_t margin = 64 * 1024) noexcept {
+inline std::size_t trim_stack(std::size_t margin = std::size_t{64} * 1024) noexcept {
   const stack_range r = current_stack();
   if (!r.valid()) return 0;
   const std::uintptr_t sp = approximate_stack_pointer();
@@ -86,7 +88,10 @@ inline std::size_t trim_stack(std::size_t margin = 64 * 1024) noexcept {
   const std::uintptr_t end = (sp - margin) & ~(page - 1);
   const std::uintptr_t begin = (r.low + page - 1) & ~(page - 1);
   if (end <= begin) return 0;
-  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0) return 0;
+  if (::madvise(reinterpret_cast<void*>(begin), end - begin,  // NOLINT(performance-no-int-to-ptr)
+                MADV_DONTNEED) != 0) {
+    return 0;
+  }
   return end - begin;
 }
 

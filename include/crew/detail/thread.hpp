@@ -3,10 +3,10 @@
 // A joinable POSIX thread with a chosen stack size and name. std::thread cannot set either, and
 // worker stacks are part of crew's memory story (pool_options::stack_size).
 
-#include <limits.h>
 #include <pthread.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -37,9 +37,14 @@ class native_thread {
       throw std::system_error(rc, std::generic_category(), "crew: pthread_attr_init");
     }
     struct attr_guard {
+      explicit attr_guard(pthread_attr_t* attr_to_destroy) noexcept : a(attr_to_destroy) {}
       pthread_attr_t* a;
+      attr_guard(const attr_guard&) = delete;
+      attr_guard& operator=(const attr_guard&) = delete;
+      attr_guard(attr_guard&&) = delete;
+      attr_guard& operator=(attr_guard&&) = delete;
       ~attr_guard() { ::pthread_attr_destroy(a); }
-    } guard{&attr};
+    } guard(&attr);
     if (stack_size != 0) {
       const long page_l = ::sysconf(_SC_PAGESIZE);
       const std::size_t page = page_l > 0 ? static_cast<std::size_t>(page_l) : 4096;
