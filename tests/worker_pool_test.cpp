@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <list>
 #include <memory>
 #include <numeric>
@@ -827,6 +828,29 @@ TEST(WorkerPoolLifecycle, IdleWorkersPark) {
     return pool.state_of(0) == crew::worker_state::parked &&
            pool.state_of(1) == crew::worker_state::parked;
   })) << "idle workers did not park";
+}
+
+TEST(WorkerPoolLifecycle, IdlePoolBurnsNoCpu) {
+  crew::worker_pool<int> pool{[](int&&) {}, {.workers = 2}};
+  ASSERT_EQ(pool.submit(1), submit_status::accepted);
+  pool.wait_idle();
+  ASSERT_TRUE(crew_test::eventually([&] {
+    return pool.state_of(0) == crew::worker_state::parked &&
+           pool.state_of(1) == crew::worker_state::parked;
+  }));
+  // Process CPU time counts only this process's threads, so a busy machine does not disturb it;
+  // a worker that spins instead of sleeping would burn the whole 300 ms.
+  const auto cpu_now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  };
+  const auto before = cpu_now();
+  std::this_thread::sleep_for(300ms);
+  const auto used = cpu_now() - before;
+  std::printf("[ idle cpu ] %.3f ms of CPU in 300 ms idle\n",
+              std::chrono::duration<double, std::milli>(used).count());
+  EXPECT_LT(used, 30ms) << "an idle pool burns CPU: its workers are not sleeping";
 }
 
 }  // namespace

@@ -37,8 +37,9 @@ using steady_time = std::chrono::steady_clock::time_point;
 inline long futex_call(std::atomic<std::uint32_t>& word, int op, std::uint32_t value,
                        const ::timespec* timeout) noexcept {
   // The kernel only reads the word atomically; the atomic object has the layout of its value.
-  return ::syscall(SYS_futex,  // NOLINT(cppcoreguidelines-pro-type-vararg): the futex ABI
-                               // reinterpret_cast<std::uint32_t*>(&word), op | FUTEX_PRIVATE_FLAG,
+  // syscall() is variadic: that is the futex ABI.
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-vararg)
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op | FUTEX_PRIVATE_FLAG,
                    value, timeout, nullptr, 0);
 }
 #endif
