@@ -612,7 +612,11 @@ class worker_pool {
         rejected_.fetch_add(1, std::memory_order_relaxed);
         break;
       }
-      if (!waiting) waiting.emplace(producers_waiting_);
+      if (!waiting) {
+        waiting.emplace(producers_waiting_);
+      } else {
+        std::this_thread::yield();  // room was seen, but its slot was not free yet: let it go
+      }
       if (wait_for_room(detail::steady_time::max(), nullptr) == room_result::closed) break;
     }
     return accepted;
