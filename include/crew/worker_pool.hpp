@@ -25,18 +25,25 @@
 //    bounded_queue::close), so a submit either claimed its slot before the close (its job is
 //    accepted and will be drained or handed back) or gets `closed`. No submit can be lost
 //    between "accepted" and the shutdown's drain.
-//  - Parking (eventcount): an idle worker announces itself in parked_workers_ (seq_cst RMW),
-//    reads work_epoch_, re-checks the queue (seq_cst loads), and only then sleeps on the epoch.
-//    A producer's successful push is a seq_cst RMW on the queue's tail, after which it reads
-//    parked_workers_ (seq_cst load) and only when non-zero bumps the epoch and wakes. Either the
-//    worker's re-check sees the push or the producer sees the worker: no lost wake-up, and no
-//    system call on submit while no worker sleeps. Producers blocked on a full queue park the
-//    same way on room_epoch_, woken by workers after they claim jobs.
+//  - Parking workers: an idle worker spins briefly, then sets its bit in idle_masks_, counts
+//    itself in idle_count_ (seq_cst RMW), re-checks the queue (seq_cst loads) and only then
+//    sleeps on its own wake word. A producer's successful push is a seq_cst RMW on the queue's
+//    tail, after which it reads idle_count_ (seq_cst load): either the worker's re-check sees
+//    the push or the producer sees the count (a Dekker pair), so no wake-up is lost. A producer
+//    that sees idle workers claims one by clearing its bit (fetch_and) and wakes exactly that
+//    worker: each parked worker is woken at most once, and a submit makes no system call while
+//    no worker is parked, or once the parked ones have all been claimed.
+//  - Parking producers (block policy, timed and cancellable submits): a producer sets the
+//    "sleepers" bit of room_word_ (seq_cst RMW), re-checks the queue and sleeps until it is down
+//    to half its capacity. A worker, after its claim (a seq_cst RMW on the head), reads
+//    room_word_ and, when the bit is set and the queue is at most half full, clears the bit with
+//    the epoch bump and wakes all sleepers: one system call per refill, not per job.
 //  - Workers claim up to max_batch jobs with one head update and run them back to back.
 //  - Counters are per worker (one writer each), summed on read; accepted is the queue's tail.
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -152,10 +159,13 @@ class worker_pool {
                                   e.what());
     }
     capacity_ = queue_->capacity();
+    low_water_ = capacity_ / 2;
     worker_count_ = options_.workers;
     track_latency_ = options_.track_latency;
     recycle_after_ = options_.recycle_after;
     workers_ = std::make_unique<worker_slot[]>(worker_count_);
+    idle_words_ = (worker_count_ + 63) / 64;
+    idle_masks_ = std::make_unique<padded_mask[]>(idle_words_);
     std::random_device seed_source;
     const std::uint64_t seed =
         (std::uint64_t{seed_source()} << 32) ^ seed_source() ^ detail::now_ns();
@@ -427,6 +437,8 @@ class worker_pool {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> recycled{0};
     std::atomic<worker_state> state{worker_state::starting};
+    // Bumped (and futex-woken) by whoever claims this worker's idle bit, and by shutdown.
+    std::atomic<std::uint32_t> wake_word{0};
     std::uint64_t rng = 0;  // the worker's own jitter generator
     std::size_t index = 0;
     detail::histogram_recorder queue_wait;
@@ -435,6 +447,10 @@ class worker_pool {
     std::stop_source stop;
     detail::native_thread thread;       // the current thread; guarded by threads_mutex_
     detail::native_thread predecessor;  // a respawned worker's old thread, joined by the new one
+  };
+
+  struct alignas(detail::cache_line_size) padded_mask {
+    std::atomic<std::uint64_t> bits{0};
   };
 
   // ---- submit internals ---------------------------------------------------------------------
@@ -448,18 +464,35 @@ class worker_pool {
   // One attempt to queue `job`; moves from it only when accepted.
   push_result push(Job& job) noexcept {
     if (queue_->try_emplace(std::move(job), stamp())) {
-      wake_workers(1);
+      wake_worker();
       return push_result::accepted;
     }
     return queue_->is_closed() ? push_result::closed : push_result::full;
   }
 
-  // After n jobs were pushed: wake up to n parked workers, if any. The seq_cst load is the
-  // producer's half of the parking handshake (the push's tail claim was a seq_cst RMW).
-  void wake_workers(std::size_t n) noexcept {
-    const std::uint32_t parked = parked_workers_.load(std::memory_order_seq_cst);
-    if (parked != 0) {
-      detail::notify(work_epoch_, static_cast<std::uint32_t>(std::min<std::size_t>(n, parked)));
+  // After jobs were pushed: wake one parked worker, if any. The seq_cst load of idle_count_ is
+  // the producer's half of the parking handshake (the push's tail claim was a seq_cst RMW).
+  // Claiming the worker's bit decides who wakes it, so every parked worker is woken at most
+  // once however many producers see it; a producer that finds every bit already claimed (the
+  // count is stale while woken workers get going) makes no system call. A woken worker wakes
+  // the next one itself when it leaves work behind.
+  void wake_worker() noexcept {
+    if (idle_count_.load(std::memory_order_seq_cst) == 0) return;
+    for (std::size_t word = 0; word < idle_words_; ++word) {
+      // relaxed: a hint; the fetch_and below is what decides.
+      std::uint64_t mask = idle_masks_[word].bits.load(std::memory_order_relaxed);
+      while (mask != 0) {
+        const std::uint64_t bit = mask & (~mask + 1);
+        // acq_rel: reads the worker's fetch_or (release), so its wake-word read happened before.
+        const std::uint64_t before =
+            idle_masks_[word].bits.fetch_and(~bit, std::memory_order_acq_rel);
+        if ((before & bit) != 0) {
+          worker_slot& w = workers_[word * 64 + static_cast<std::size_t>(std::countr_zero(bit))];
+          detail::notify(w.wake_word, 1);
+          return;
+        }
+        mask = before & ~bit;  // someone else claimed that one: try the others
+      }
     }
   }
 
@@ -477,15 +510,17 @@ class worker_pool {
   room_result wait_for_room(detail::steady_time deadline, const std::stop_token* token) {
     struct waker {
       worker_pool* pool;
-      void operator()() const noexcept { detail::notify(pool->room_epoch_, UINT32_MAX); }
+      void operator()() const noexcept { pool->wake_all_producers(); }
     };
     std::optional<std::stop_callback<waker>> on_stop;
     if (token != nullptr && token->stop_possible()) on_stop.emplace(*token, waker{this});
-    blocked_producers_.fetch_add(1, std::memory_order_seq_cst);
+    blocked_producers_.fetch_add(1, std::memory_order_relaxed);  // for stats only
     room_result result = room_result::room;
     for (;;) {
-      // Read the epoch before checking, so a wake-up between the check and the sleep is seen.
-      const std::uint32_t epoch = room_epoch_.load(std::memory_order_seq_cst);
+      // Announce a sleeper (seq_cst RMW) and read the epoch before checking, so a wake-up
+      // between the check and the sleep is seen.
+      const std::uint32_t word =
+          room_word_.fetch_or(room_sleepers, std::memory_order_seq_cst) | room_sleepers;
       if (queue_->is_closed()) {
         result = room_result::closed;
         break;
@@ -494,15 +529,16 @@ class worker_pool {
         result = room_result::cancelled;
         break;
       }
-      // seq_cst head load: pairs with the workers' seq_cst claim then load of
-      // blocked_producers_.
-      if (queue_->size_approx() < capacity_) break;
-      if (!detail::wait_until(room_epoch_, epoch, deadline)) {
+      // seq_cst head load: pairs with the workers' seq_cst claim then load of room_word_.
+      // Sleep until the queue is down to its low-water mark, not just one slot: producers then
+      // refill in bursts instead of waking per freed slot.
+      if (queue_->size_approx() <= low_water_) break;
+      if (!detail::wait_until(room_word_, word, deadline)) {
         result = room_result::timed_out;
         break;
       }
     }
-    blocked_producers_.fetch_sub(1, std::memory_order_relaxed);  // a stale count only over-wakes
+    blocked_producers_.fetch_sub(1, std::memory_order_relaxed);
     return result;
   }
 
@@ -531,11 +567,9 @@ class worker_pool {
     const waiting_scope scope(producers_waiting_);
     // A worker usually frees a slot within a few hundred nanoseconds: spin briefly first.
     for (int i = 0; i < producer_spins; ++i) {
-      detail::cpu_relax();
-      if (queue_->size_approx() < capacity_) {
-        r = push(job);
-        if (r != push_result::full) return to_status(r);
-      }
+      if (!spin_for_room()) break;
+      r = push(job);
+      if (r != push_result::full) return to_status(r);
     }
     for (;;) {
       const room_result w = wait_for_room(deadline, token);
@@ -543,10 +577,6 @@ class worker_pool {
       if (r != push_result::full) return to_status(r);
       if (w != room_result::room) {
         rejected_.fetch_add(1, std::memory_order_relaxed);
-        // We may have consumed a wake-up meant for room we are not taking: pass it on.
-        if (blocked_producers_.load(std::memory_order_seq_cst) != 0) {
-          detail::notify(room_epoch_, 1);
-        }
         return w == room_result::cancelled ? submit_status::cancelled : on_deadline;
       }
       std::this_thread::yield();  // room seen, slot not yet released by its consumer
@@ -578,7 +608,7 @@ class worker_pool {
         const std::size_t n =
             queue_->try_push_bulk(stamping_iterator<base_it>{it, stamp()}, remaining);
         if (n != 0) {
-          wake_workers(n);
+          wake_worker();
           std::ranges::advance(it, static_cast<std::ranges::range_difference_t<R>>(n));
           remaining -= n;
           accepted += n;
@@ -612,6 +642,7 @@ class worker_pool {
         rejected_.fetch_add(1, std::memory_order_relaxed);
         break;
       }
+      if (spin_for_room()) continue;  // a worker usually frees a slot within nanoseconds
       if (!waiting) {
         waiting.emplace(producers_waiting_);
       } else {
@@ -620,6 +651,15 @@ class worker_pool {
       if (wait_for_room(detail::steady_time::max(), nullptr) == room_result::closed) break;
     }
     return accepted;
+  }
+
+  // Spins briefly (bounded, with pauses) until the queue shows room; returns whether it did.
+  bool spin_for_room() const noexcept {
+    for (int i = 0; i < producer_spins; ++i) {
+      detail::cpu_relax();
+      if (queue_->size_approx() < capacity_) return true;
+    }
+    return false;
   }
 
   template <class It, class End>
@@ -672,9 +712,9 @@ class worker_pool {
         idle_signalled = false;
         // seq_cst: the claim above was a seq_cst RMW on the head; this load is the worker's
         // half of the producer-parking handshake (see wait_for_room).
-        if (blocked_producers_.load(std::memory_order_seq_cst) != 0) {
-          detail::notify(room_epoch_, static_cast<std::uint32_t>(batch.size()));
-        }
+        wake_producers();
+        // Work left behind and a worker asleep: wake it (a producer wakes only one at a time).
+        if (batch.size() == share && queue_->size_approx() != 0) wake_worker();
         w.state.store(worker_state::running, std::memory_order_relaxed);
         since_recycle += run_batch(w, batch, token);
         w.state.store(worker_state::idle, std::memory_order_relaxed);
@@ -753,9 +793,34 @@ class worker_pool {
     handed_back_.fetch_add(n, std::memory_order_release);
   }
 
+  // After a claim: producers blocked on a full queue sleep until it is down to low_water_;
+  // wake them all then. The seq_cst load pairs with their seq_cst fetch_or (the claim was a
+  // seq_cst RMW on the head). Clearing the sleepers bit with the epoch bump makes the next
+  // claims skip the system call until a producer announces itself again.
+  void wake_producers() noexcept {
+    std::uint32_t word = room_word_.load(std::memory_order_seq_cst);
+    if ((word & room_sleepers) == 0 || queue_->size_approx() > low_water_) return;
+    while ((word & room_sleepers) != 0) {
+      if (room_word_.compare_exchange_weak(word, (word + room_epoch_step) & ~room_sleepers,
+                                           std::memory_order_seq_cst)) {
+        detail::wake_all(room_word_);
+        return;
+      }
+    }
+  }
+
+  // Wakes every blocked producer (shutdown, a stop request): bump the epoch, keep the bit.
+  void wake_all_producers() noexcept {
+    room_word_.fetch_add(room_epoch_step, std::memory_order_seq_cst);
+    detail::wake_all(room_word_);
+  }
+
+  // Polls the queue with exponential backoff (1, 2, 4 ... 32 pauses between polls, a few
+  // microseconds in all) before the worker parks: fewer polls of the producers' cache line
+  // while a trickle of jobs arrives, and no CPU burnt for long when none does.
   bool spin_for_work() const noexcept {
-    for (int i = 0; i < worker_spins; ++i) {
-      detail::cpu_relax();
+    for (int round = 0; round < worker_spin_rounds; ++round) {
+      for (int i = 0; i < (1 << std::min(round, 5)); ++i) detail::cpu_relax();
       if (queue_->size_approx() != 0 || queue_->is_closed()) return true;
     }
     return false;
@@ -763,12 +828,19 @@ class worker_pool {
 
   void park(worker_slot& w) noexcept {
     w.state.store(worker_state::parked, std::memory_order_relaxed);
-    parked_workers_.fetch_add(1, std::memory_order_seq_cst);
-    const std::uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
-    // seq_cst loads of the tail inside: pairs with the producers' seq_cst push then load of
-    // parked_workers_ (see the header comment).
-    if (queue_->size_approx() == 0 && !queue_->is_closed()) detail::wait(work_epoch_, epoch);
-    parked_workers_.fetch_sub(1, std::memory_order_relaxed);  // a stale count only over-wakes
+    // Read the wake word before announcing: a producer that claims this worker bumps it after
+    // its claim, so the sleep below cannot miss that bump.
+    const std::uint32_t seen = w.wake_word.load(std::memory_order_seq_cst);
+    std::atomic<std::uint64_t>& mask = idle_masks_[w.index / 64].bits;
+    const std::uint64_t bit = std::uint64_t{1} << (w.index % 64);
+    mask.fetch_or(bit, std::memory_order_seq_cst);  // the bit before the count: see wake_worker()
+    idle_count_.fetch_add(1, std::memory_order_seq_cst);
+    // seq_cst loads of the tail inside: the other half of the handshake with wake_worker().
+    if (queue_->size_approx() == 0 && !queue_->is_closed()) detail::wait(w.wake_word, seen);
+    idle_count_.fetch_sub(1, std::memory_order_seq_cst);
+    // Withdraw the bit if no producer claimed it (if one did, its bump may still arrive: a
+    // spurious wake-up at the next park, which re-checks and sleeps again).
+    mask.fetch_and(~bit, std::memory_order_seq_cst);
     w.state.store(worker_state::idle, std::memory_order_relaxed);
   }
 
@@ -835,8 +907,8 @@ class worker_pool {
     }
     // After the phase: a worker that sees the queue closed also sees the phase.
     (void)queue_->close();
-    detail::notify(work_epoch_, UINT32_MAX);
-    detail::notify(room_epoch_, UINT32_MAX);
+    for (std::size_t i = 0; i < worker_count_; ++i) detail::notify(workers_[i].wake_word, 1);
+    wake_all_producers();
   }
 
   // Takes every job left in the (closed) queue, for a report.
@@ -903,7 +975,9 @@ class worker_pool {
     for (std::size_t i = 0; i < worker_count_; ++i) workers_[i].thread.join();
   }
 
-  static constexpr int worker_spins = 128;
+  static constexpr std::uint32_t room_sleepers = 1;
+  static constexpr std::uint32_t room_epoch_step = 2;
+  static constexpr int worker_spin_rounds = 12;  // about 250 pauses
   static constexpr int producer_spins = 64;
 
   // Read-mostly configuration and the handler.
@@ -913,15 +987,19 @@ class worker_pool {
   std::unique_ptr<worker_slot[]> workers_;
   std::size_t worker_count_ = 0;
   std::size_t capacity_ = 0;
+  std::size_t low_water_ = 0;  // blocked producers sleep until the queue is down to this
   std::uint64_t recycle_after_ = 0;
   bool track_latency_ = false;
 
   // Worker parking: written when workers park or unpark, read by every submit.
-  alignas(detail::cache_line_size) std::atomic<std::uint32_t> parked_workers_{0};
-  std::atomic<std::uint32_t> work_epoch_{0};
+  // Worker parking: idle_count_ is read by every submit, written when workers park or wake.
+  alignas(detail::cache_line_size) std::atomic<std::uint32_t> idle_count_{0};
+  std::unique_ptr<padded_mask[]> idle_masks_;  // bit i: worker i is parked and unclaimed
+  std::size_t idle_words_ = 0;
   // Producer parking.
-  alignas(detail::cache_line_size) std::atomic<std::uint32_t> blocked_producers_{0};
-  std::atomic<std::uint32_t> room_epoch_{0};
+  alignas(detail::cache_line_size) std::atomic<std::uint32_t> blocked_producers_{0};  // stats
+  // Producer parking: bit 0 = a producer may be asleep; the rest is an epoch.
+  std::atomic<std::uint32_t> room_word_{0};
   std::atomic<std::uint32_t> producers_waiting_{0};  // inside a waiting submit's slow path
   // wait_idle parking.
   alignas(detail::cache_line_size) std::atomic<std::uint32_t> idle_waiters_{0};
