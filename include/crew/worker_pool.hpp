@@ -565,12 +565,9 @@ class worker_pool {
       return submit_status::rejected;
     }
     const waiting_scope scope(producers_waiting_);
-    // A worker usually frees a slot within a few hundred nanoseconds: spin briefly first.
-    for (int i = 0; i < producer_spins; ++i) {
-      if (!spin_for_room()) break;
-      r = push(job);
-      if (r != push_result::full) return to_status(r);
-    }
+    // No spinning for single slots: a producer that refilled each slot as it freed would run
+    // in lockstep with the workers and, on a small machine, take the CPU they need. It sleeps
+    // until the queue is half empty (wait_for_room), then refills in a burst.
     for (;;) {
       const room_result w = wait_for_room(deadline, token);
       r = push(job);  // one more attempt whatever the wait said: room may have come at the end
@@ -642,7 +639,6 @@ class worker_pool {
         rejected_.fetch_add(1, std::memory_order_relaxed);
         break;
       }
-      if (spin_for_room()) continue;  // a worker usually frees a slot within nanoseconds
       if (!waiting) {
         waiting.emplace(producers_waiting_);
       } else {
@@ -651,15 +647,6 @@ class worker_pool {
       if (wait_for_room(detail::steady_time::max(), nullptr) == room_result::closed) break;
     }
     return accepted;
-  }
-
-  // Spins briefly (bounded, with pauses) until the queue shows room; returns whether it did.
-  bool spin_for_room() const noexcept {
-    for (int i = 0; i < producer_spins; ++i) {
-      detail::cpu_relax();
-      if (queue_->size_approx() < capacity_) return true;
-    }
-    return false;
   }
 
   template <class It, class End>
@@ -978,7 +965,6 @@ class worker_pool {
   static constexpr std::uint32_t room_sleepers = 1;
   static constexpr std::uint32_t room_epoch_step = 2;
   static constexpr int worker_spin_rounds = 12;  // about 250 pauses
-  static constexpr int producer_spins = 64;
 
   // Read-mostly configuration and the handler.
   Handler handler_;
