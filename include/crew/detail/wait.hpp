@@ -129,7 +129,9 @@ template <class Rep, class Period>
 steady_time deadline_after(const std::chrono::duration<Rep, Period>& d) noexcept {
   using namespace std::chrono;
   const auto now = steady_clock::now();
-  if (d <= d.zero()) return now - nanoseconds(1);
+  // `!(d > 0)` rather than `d <= 0`: a NaN duration compares false both ways and must mean
+  // "already passed", never reach the integer conversion below (undefined behaviour for NaN).
+  if (!(d > d.zero())) return now - nanoseconds(1);
   if (duration_cast<duration<double>>(d).count() > 1e9) return steady_time::max();
   return now + ceil<steady_clock::duration>(d);
 }
