@@ -85,9 +85,15 @@ struct tracked {
 
 }  // namespace crew_test
 
+#include <crew/worker_pool.hpp>
+
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -149,5 +155,39 @@ inline void start_sanitizer_threads() {
   std::thread([] {}).join();
 }
 inline long rss_kib() { return proc_status_field("VmRSS"); }
+
+// One worker held inside its first job until release.open(), and a queue of capacity 1 filled
+// behind it: the pool's queue is full until the gate opens. The handler counts the jobs it ran
+// and sums their values.
+struct full_pool {
+  using job = std::unique_ptr<int>;
+  explicit full_pool(crew::overflow_policy policy = crew::overflow_policy::block,
+                     std::function<void(job&&)> on_drop = {}) {
+    crew::pool_options<job> o{.workers = 1, .queue_capacity = 1, .on_full = policy};
+    o.on_drop = std::move(on_drop);
+    pool = std::make_unique<crew::worker_pool<job>>(
+        [this](job&& j) {
+          started.fetch_add(1);
+          if (*j == 0) release.wait();
+          ran.fetch_add(1);
+          sum.fetch_add(*j);
+        },
+        std::move(o));
+    EXPECT_EQ(pool->try_submit(std::make_unique<int>(0)), crew::submit_status::accepted);
+    EXPECT_TRUE(eventually([&] { return started.load() == 1; }));
+    EXPECT_EQ(pool->try_submit(std::make_unique<int>(1)), crew::submit_status::accepted);
+  }
+  full_pool(const full_pool&) = delete;
+  full_pool& operator=(const full_pool&) = delete;
+  ~full_pool() {
+    release.open();
+    pool.reset();
+  }
+  gate release;
+  std::atomic<int> started{0};
+  std::atomic<int> ran{0};
+  std::atomic<long> sum{0};
+  std::unique_ptr<crew::worker_pool<job>> pool;
+};
 
 }  // namespace crew_test

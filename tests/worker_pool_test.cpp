@@ -29,34 +29,7 @@ using crew::shutdown_mode;
 using crew::submit_status;
 using job_ptr = std::unique_ptr<int>;
 
-// A pool with one worker held inside its first job until the gate opens, and a queue of
-// capacity 1 filled behind it: the queue is full until open() is called.
-struct full_pool {
-  explicit full_pool(overflow_policy policy, std::function<void(job_ptr&&)> on_drop = {}) {
-    crew::pool_options<job_ptr> o{.workers = 1, .queue_capacity = 1, .on_full = policy};
-    o.on_drop = std::move(on_drop);
-    pool = std::make_unique<crew::worker_pool<job_ptr>>(
-        [this](job_ptr&& j) {
-          started.fetch_add(1);
-          if (*j == 0) release.wait();
-          ran.fetch_add(1);
-          sum.fetch_add(*j);
-        },
-        std::move(o));
-    EXPECT_EQ(pool->try_submit(std::make_unique<int>(0)), submit_status::accepted);
-    EXPECT_TRUE(crew_test::eventually([&] { return started.load() == 1; }));
-    EXPECT_EQ(pool->try_submit(std::make_unique<int>(1)), submit_status::accepted);
-  }
-  ~full_pool() {
-    release.open();
-    pool.reset();
-  }
-  crew_test::gate release;
-  std::atomic<int> started{0};
-  std::atomic<int> ran{0};
-  std::atomic<long> sum{0};
-  std::unique_ptr<crew::worker_pool<job_ptr>> pool;
-};
+using crew_test::full_pool;
 
 // ---- bad options ----------------------------------------------------------------------------
 
