@@ -582,12 +582,10 @@ TEST(Chaos, RandomizedRunsKeepEveryInvariant) {
                                         "CREW_STRESS_SEED=" + std::to_string(seed)};
     harness h(c);
     const std::uint64_t failures = h.run(sum, dog);
-    if (failures != 0) {
-      ADD_FAILURE() << failures << " invariant violations in chaos run " << c.describe() << "\n"
-                    << h.messages() << "reproduce with CREW_STRESS_SEED=" << seed
-                    << " (configuration and operations repeat; the interleaving does not)";
-      break;
-    }
+    EXPECT_EQ(failures, 0U) << "invariant violations in chaos run " << c.describe() << "\n"
+                            << h.messages() << "reproduce with CREW_STRESS_SEED=" << seed
+                            << " (configuration and operations repeat; the interleaving does not)";
+    if (failures != 0) break;
   }
   std::printf(
       "chaos summary: runs=%llu executed=%llu handed_back=%llu dropped=%llu "
