@@ -432,10 +432,15 @@ class worker_pool {
   };
 
   struct alignas(detail::cache_line_size) worker_slot {
-    // Written by the worker thread only (one writer: plain load+store increments).
+    // executed: written by this worker's current thread only, so detail::bump's plain
+    // load+store suffices; release, so wait_idle's acquire read sees the jobs' effects.
     std::atomic<std::uint64_t> executed{0};
+    // failed and recycled: rare, fetch_add (an old and a new thread touch recycled around a
+    // respawn). Relaxed: statistics only, nothing is published through them.
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> recycled{0};
+    // Relaxed stores and loads: a diagnostic snapshot (stats().busy, state_of()); no decision
+    // that needs ordering is taken on it.
     std::atomic<worker_state> state{worker_state::starting};
     // Bumped (and futex-woken) by whoever claims this worker's idle bit, and by shutdown.
     std::atomic<std::uint32_t> wake_word{0};
@@ -993,7 +998,9 @@ class worker_pool {
   // Lifecycle.
   alignas(detail::cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
   std::atomic<std::uint32_t> live_workers_{0};
-  // Slow-path counters (refusals and hand-backs only).
+  // Slow-path counters (refusals and hand-backs only). rejected_ and dropped_ are relaxed:
+  // statistics, nothing is published through them. handed_back_ is release/acquire because
+  // wait_idle() and finish() compare it with the executed counts.
   alignas(detail::cache_line_size) std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> handed_back_{0};
