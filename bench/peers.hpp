@@ -1,0 +1,189 @@
+#pragma once
+
+// crew_bench contenders: crew::worker_pool and what a C++ user would otherwise pick, behind one
+// shape so that every benchmark family (bench/peers_bench.cpp, bench/memory_story.cpp) runs
+// the same code for each of them.
+//
+// A job is an std::int64_t payload; every contender runs it by calling a plain function
+// pointer `job_fn` (one indirect call per job for everybody). Each contender type has
+//
+//   Contender(std::size_t workers, job_fn fn);   // starts the workers
+//   void submit(std::int64_t payload);           // any thread; blocks or queues, never drops
+//   ~Contender();                                // runs every submitted job, then joins
+//   static constexpr const char* name;           // stable name used in benchmark names / JSON
+//
+// crew_contender also takes crew::pool_options (recycling settings for the memory story).
+// Peers are compiled only when CMake found them (CREW_HAVE_TBB / _BOOST / _MOODYCAMEL).
+// `for_each_contender(f)` calls f.template operator()<Contender>() for every compiled-in
+// contender, in a fixed order: crew first, thread-per-job last.
+
+#include <crew/worker_pool.hpp>
+
+#include <atomic>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "mutex_pool.hpp"
+
+#if CREW_HAVE_TBB
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
+#endif
+#if CREW_HAVE_BOOST
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#endif
+#if CREW_HAVE_MOODYCAMEL
+#include <blockingconcurrentqueue.h>
+#endif
+
+namespace crew_bench {
+
+using job_fn = void (*)(std::int64_t);
+
+// crew with its default (type-erased) handler, as a user writes it; queue of 1024, no
+// recycling unless the options say otherwise.
+struct crew_contender {
+  static constexpr const char* name = "crew";
+  static crew::pool_options<std::int64_t> defaults(std::size_t workers) {
+    return {.workers = workers, .queue_capacity = 1024, .recycle_after = 0};
+  }
+  crew_contender(std::size_t workers, job_fn fn) : crew_contender(fn, defaults(workers)) {}
+  crew_contender(job_fn fn, const crew::pool_options<std::int64_t>& options)
+      : pool([fn](std::int64_t&& s) { fn(s); }, options) {}
+  void submit(std::int64_t s) { (void)pool.submit(std::int64_t{s}); }
+  crew::worker_pool<std::int64_t> pool;
+};
+
+struct mutex_contender {
+  static constexpr const char* name = "mutex_condvar";
+  mutex_contender(std::size_t workers, job_fn fn)
+      : pool([fn](std::int64_t&& s) { fn(s); }, workers, 1024) {}
+  void submit(std::int64_t s) { pool.submit(std::int64_t{s}); }
+  mutex_pool<std::int64_t> pool;
+};
+
+// One std::thread per job, detached (the "goroutine per request" of C++). The destructor waits
+// for the threads it started to finish.
+struct thread_per_job_contender {
+  static constexpr const char* name = "thread_per_job";
+  thread_per_job_contender(std::size_t /*workers*/, job_fn f) : fn(f) {}
+  thread_per_job_contender(const thread_per_job_contender&) = delete;
+  thread_per_job_contender& operator=(const thread_per_job_contender&) = delete;
+  ~thread_per_job_contender() {
+    while (running.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  }
+  void submit(std::int64_t s) {
+    running.fetch_add(1, std::memory_order_relaxed);
+    std::thread([this, s] {
+      fn(s);
+      running.fetch_sub(1, std::memory_order_release);
+    }).detach();
+  }
+  job_fn fn;
+  std::atomic<std::int64_t> running{0};
+};
+
+#if CREW_HAVE_TBB
+struct tbb_contender {
+  static constexpr const char* name = "onetbb";
+  tbb_contender(std::size_t workers, job_fn f) : arena(static_cast<int>(workers)), fn(f) {}
+  tbb_contender(const tbb_contender&) = delete;
+  tbb_contender& operator=(const tbb_contender&) = delete;
+  ~tbb_contender() {
+    arena.execute([&] { group.wait(); });
+  }
+  void submit(std::int64_t s) {
+    arena.execute([&] { group.run([f = fn, s] { f(s); }); });
+  }
+  tbb::task_arena arena;
+  tbb::task_group group;
+  job_fn fn;
+};
+#endif
+
+#if CREW_HAVE_BOOST
+struct asio_contender {
+  static constexpr const char* name = "asio_thread_pool";
+  asio_contender(std::size_t workers, job_fn f) : pool(workers), fn(f) {}
+  asio_contender(const asio_contender&) = delete;
+  asio_contender& operator=(const asio_contender&) = delete;
+  ~asio_contender() { pool.join(); }
+  void submit(std::int64_t s) {
+    boost::asio::post(pool, [f = fn, s] { f(s); });
+  }
+  boost::asio::thread_pool pool;
+  job_fn fn;
+};
+#endif
+
+#if CREW_HAVE_MOODYCAMEL
+// A pool as moodycamel's author suggests: BlockingConcurrentQueue (unbounded), workers dequeue
+// in bulk with a consumer token. Stopped by one sentinel (INT64_MIN) per worker.
+struct moodycamel_contender {
+  static constexpr const char* name = "moodycamel_pool";
+  static constexpr std::int64_t stop = INT64_MIN;
+  moodycamel_contender(std::size_t workers, job_fn fn) {
+    for (std::size_t i = 0; i < workers; ++i) {
+      threads.emplace_back([this, fn] {
+        moodycamel::ConsumerToken token(queue);
+        std::int64_t items[64];
+        std::size_t stops = 0;
+        while (stops == 0) {
+          const std::size_t n = queue.wait_dequeue_bulk(token, items, 64);
+          for (std::size_t k = 0; k < n; ++k) {
+            if (items[k] == stop) {
+              ++stops;
+            } else {
+              fn(items[k]);
+            }
+          }
+        }
+        // A bulk dequeue may take another worker's sentinel too: give the extra ones back.
+        // Every producer finished before the destructor sent the sentinels, so what is left
+        // in the queue now is visible: run it before leaving.
+        for (std::size_t n; (n = queue.try_dequeue_bulk(token, items, 64)) != 0;) {
+          for (std::size_t k = 0; k < n; ++k) {
+            if (items[k] == stop) {
+              ++stops;
+            } else {
+              fn(items[k]);
+            }
+          }
+        }
+        for (std::size_t k = 1; k < stops; ++k) queue.enqueue(stop);
+      });
+    }
+  }
+  moodycamel_contender(const moodycamel_contender&) = delete;
+  moodycamel_contender& operator=(const moodycamel_contender&) = delete;
+  ~moodycamel_contender() {
+    for (std::size_t i = 0; i < threads.size(); ++i) queue.enqueue(stop);
+    for (auto& t : threads) t.join();
+  }
+  void submit(std::int64_t s) { queue.enqueue(s); }
+  moodycamel::BlockingConcurrentQueue<std::int64_t> queue;
+  std::vector<std::thread> threads;
+};
+#endif
+
+template <class F>
+void for_each_contender(F&& f) {
+  f.template operator()<crew_contender>();
+  f.template operator()<mutex_contender>();
+#if CREW_HAVE_MOODYCAMEL
+  f.template operator()<moodycamel_contender>();
+#endif
+#if CREW_HAVE_TBB
+  f.template operator()<tbb_contender>();
+#endif
+#if CREW_HAVE_BOOST
+  f.template operator()<asio_contender>();
+#endif
+  f.template operator()<thread_per_job_contender>();
+}
+
+}  // namespace crew_bench
