@@ -752,7 +752,11 @@ class worker_pool {
     return ran;
   }
 
-  void run_one(worker_slot& w, envelope& env, const std::stop_token& token) noexcept {
+  // Inlined into run_batch's loop: as a call it cost ~18 of the worker's ~76 instructions per
+  // trivial job (saving and restoring registers around the try block); callgrind counts 58.5
+  // instructions per job with it inlined.
+  [[gnu::always_inline]] inline void run_one(worker_slot& w, envelope& env,
+                                             const std::stop_token& token) noexcept {
     std::uint64_t start = 0;
     if (track_latency_) {
       start = detail::now_ns();
