@@ -29,6 +29,7 @@
 #include "mutex_pool.hpp"
 
 #if CREW_HAVE_TBB
+#include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 #endif
@@ -76,21 +77,36 @@ struct thread_per_job_contender {
   ~thread_per_job_contender() {
     while (running.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   }
+  // relaxed increment: only this (submitting) thread and the destructor, which runs after it
+  // on the same thread, need it. Release decrement: the job's effects before the destructor's
+  // acquire load sees zero.
   void submit(std::int64_t s) {
     running.fetch_add(1, std::memory_order_relaxed);
-    std::thread([this, s] {
-      fn(s);
-      running.fetch_sub(1, std::memory_order_release);
-    }).detach();
+    try {
+      std::thread([this, s] {
+        fn(s);
+        running.fetch_sub(1, std::memory_order_release);
+      }).detach();
+    } catch (...) {
+      running.fetch_sub(1, std::memory_order_relaxed);  // no thread: nothing to wait for
+      throw;
+    }
   }
   job_fn fn;
   std::atomic<std::int64_t> running{0};
 };
 
 #if CREW_HAVE_TBB
+// oneTBB with `workers` worker threads of its own, like every other contender: by default an
+// arena reserves one slot for the application thread and TBB starts at most (CPUs - 1)
+// workers, so on 2 cores it would run jobs on one thread while the producer (which only
+// spawns) never joins in. Hence no reserved slot and a global_control that allows them all.
 struct tbb_contender {
   static constexpr const char* name = "onetbb";
-  tbb_contender(std::size_t workers, job_fn f) : arena(static_cast<int>(workers)), fn(f) {}
+  tbb_contender(std::size_t workers, job_fn f)
+      : parallelism(tbb::global_control::max_allowed_parallelism, workers + 1),
+        arena(static_cast<int>(workers), 0),
+        fn(f) {}
   tbb_contender(const tbb_contender&) = delete;
   tbb_contender& operator=(const tbb_contender&) = delete;
   ~tbb_contender() {
@@ -99,6 +115,7 @@ struct tbb_contender {
   void submit(std::int64_t s) {
     arena.execute([&] { group.run([f = fn, s] { f(s); }); });
   }
+  tbb::global_control parallelism;
   tbb::task_arena arena;
   tbb::task_group group;
   job_fn fn;

@@ -1,18 +1,45 @@
 // peers_bench: crew::worker_pool against what a C++ user would otherwise pick, in one binary so
-// the ratios come from one run: oneTBB (task_arena + task_group), Boost.Asio thread_pool, a pool
-// on moodycamel's BlockingConcurrentQueue (bulk dequeue), the mutex + condvar pool
-// (bench/mutex_pool.hpp), and one std::thread per job. Peers missing at configure time are
-// skipped (their benchmarks are not registered; CMake says so).
+// the ratios come from one run (GitHub issue 6). The contenders are the shared ones of
+// bench/peers.hpp: crew, the mutex + condvar pool (bench/mutex_pool.hpp), a pool on moodycamel's
+// BlockingConcurrentQueue (bulk dequeue), oneTBB (task_arena + task_group), Boost.Asio
+// thread_pool, and one std::thread per job. Peers missing at configure time are skipped (their
+// benchmarks are not registered; CMake says so). Every contender runs with
+// workers = crew::hardware_workers() and runs its jobs through the same plain function pointer;
+// every benchmark checks at the end, after the contender's destructor has run every job and
+// joined, that exactly as many jobs ran as were submitted (else SkipWithError).
 //
-// What is measured:
-//   BM_Peers_Trivial/<contender>/p<P>   jobs/s for trivial jobs (the job adds to a relaxed
-//       atomic counter), workers = crew::hardware_workers(), P producers submitting one job at a
-//       time; an iteration ends when every job has run (the producer spins, yielding, on the
-//       shared completion counter; the same for every contender). Counter allocs_per_job: calls
-//       to operator new (this binary replaces it) during the iteration, per job.
-//   BM_Peers_WakeLatency/<contender>     submit-to-start latency from idle: sleep 1 ms so the
-//       workers go idle, stamp, submit; the job records now - stamp. p50_ns/p99_ns/p999_ns.
-// thread-per-job runs fewer jobs per iteration (thread creation costs ~100 us here).
+// What is measured (<c> is a contender's name):
+//   BM_Peers_Trivial/<c>/p<P>   jobs/s for trivial jobs (the job adds one to a shared atomic
+//       counter), P producers submitting one job at a time; an iteration ends when every job has
+//       run (the producer spins, yielding, on the completion counter; the same for every
+//       contender). Counter allocs_per_job: calls to operator new (this binary replaces it)
+//       during the iteration, per job, not counting the producer threads' own std::thread.
+//   BM_Peers_Trivial/crew_bulk/p<P>   the same jobs into crew with submit_bulk, in chunks of 256,
+//       so bulk against single submits comes from one run.
+//   BM_Peers_WakeLatency/<c>    submit-to-start latency from idle: sleep 1 ms so the workers go
+//       idle, stamp, submit; the job records now - stamp. Counters p50_ns, p99_ns, p999_ns over
+//       1000 samples (one iteration).
+//   BM_Peers_Small/<c>    100,000 compute jobs of ~200 ns each (a multiply-xorshift chain whose
+//       length is calibrated once at startup, before any benchmark runs, to 200 ns on this
+//       machine; the JSON context records the length and the measured cost), one producer. Time
+//       is manual: the makespan, from just before the first submit to the moment the last job
+//       finished (stamped by the job that completed the set; the producer sleeps on a condition
+//       variable meanwhile, so it takes no core from the workers). items_per_second.
+//   BM_Peers_Skewed/<c>   as Small, but every 100th job (deterministic) runs 100x longer
+//       (~20 us): how a pool copes with a few long jobs among many short ones.
+//   BM_Peers_Bursty/<c>   10 bursts of 10,000 trivial jobs, each burst after a 5 ms sleep in
+//       which the workers go idle; a job carries its submit time (stamped just before the submit
+//       call, so time spent blocked in a full bounded queue counts) and records when it starts.
+//       Time is manual: the sum of the bursts (first submit to last completion), so the gaps are
+//       excluded without PauseTiming. Counters burst_ms (median over the run's bursts), p50_ns and
+//       p99_ns of submit-to-start over all its jobs. One iteration (the 10 bursts) per run.
+//   BM_Peers_IdleCpu/<c>   the CPU an idle pool burns: construct, run 1000 trivial jobs, wait
+//       for them, then read CLOCK_PROCESS_CPUTIME_ID across one second of sleeping. Counter
+//       cpu_ms_per_s (process CPU ms per wall second: spinning, timers, wake-ups). One
+//       iteration.
+// thread_per_job runs fewer jobs (thread creation costs ~25 us here): 2,000 per producer in
+// Trivial, and a tenth of the jobs in Small, Skewed (10,000) and Bursty (10 bursts of 1,000), so
+// an iteration stays well under 2 s. Its items_per_second compare; its burst_ms does not.
 //
 // Run: build/bench/bench/peers_bench --benchmark_repetitions=5
 //        --benchmark_report_aggregates_only=true --benchmark_format=json
@@ -20,36 +47,35 @@
 #include <crew/worker_pool.hpp>
 
 #include <benchmark/benchmark.h>
+#include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <functional>
+#include <limits>
+#include <mutex>
 #include <new>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
-#include "mutex_pool.hpp"
-
-#if CREW_HAVE_TBB
-#include <oneapi/tbb/task_arena.h>
-#include <oneapi/tbb/task_group.h>
-#endif
-#if CREW_HAVE_BOOST
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
-#endif
-#if CREW_HAVE_MOODYCAMEL
-#include <blockingconcurrentqueue.h>
-#endif
+#include "peers.hpp"
 
 // ---- allocation counting ------------------------------------------------------------------------
 namespace {
 std::atomic<std::uint64_t> g_news{0};
 void* counted(std::size_t n, std::size_t align) {
+  // Relaxed: a statistic; it is read after the iteration's threads were joined or its jobs
+  // counted, which orders these increments before the read.
   g_news.fetch_add(1, std::memory_order_relaxed);
   if (n == 0) n = 1;
   void* p = align <= alignof(std::max_align_t)
@@ -81,181 +107,439 @@ void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::f
 
 namespace {
 
+using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
-constexpr std::size_t kJobsPerProducer = 200'000;
-constexpr std::size_t kThreadPerJobJobs = 2'000;
-constexpr int kLatencySamples = 1000;
+using crew_bench::crew_contender;
+using crew_bench::thread_per_job_contender;
 
+constexpr std::size_t kJobsPerProducer = 200'000;  // Trivial
+constexpr std::size_t kThreadPerJobJobs = 2'000;   // Trivial, thread_per_job
+constexpr std::size_t kBulkChunk = 256;            // Trivial, crew_bulk
+constexpr int kLatencySamples = 1000;              // WakeLatency
+constexpr std::size_t kComputeJobs = 100'000;      // Small, Skewed
+constexpr double kComputeNs = 200.0;               // Small, Skewed: cost of one job
+constexpr std::size_t kSkewEvery = 100;            // Skewed: every 100th job is long...
+constexpr std::int64_t kSkewFactor = 100;          // ... and 100x longer
+constexpr int kBursts = 10;                        // Bursty, per iteration
+constexpr std::size_t kBurstJobs = 10'000;         // Bursty, per burst
+constexpr auto kBurstGap = 5ms;                    // Bursty: idle time before each burst
+constexpr std::size_t kWarmupJobs = 1000;          // IdleCpu
+constexpr auto kIdleWindow = 1s;                   // IdleCpu
+constexpr std::size_t kThreadPerJobShare = 10;     // thread_per_job: 1/10 of Small/Skewed/Bursty
+constexpr auto kWaitLimit = 60s;  // a wait for jobs longer than this fails the benchmark
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch())
+      .count();
+}
+
+template <class Contender>
+constexpr bool is_thread_per_job = std::is_same_v<Contender, thread_per_job_contender>;
+
+std::size_t workers() { return crew::hardware_workers(); }
+
+// ---- completion counting ------------------------------------------------------------------------
+// Every job ends by adding one to g_done. A benchmark sets it to 0 before building its contender
+// and compares it with the number of jobs it submitted after the contender's destructor ran them
+// all: a lost or doubled job fails the benchmark.
 std::atomic<std::uint64_t> g_done{0};
-std::atomic<std::int64_t> g_latency_ns{0};
 
-// A job is a timestamp (0 for throughput runs); running it counts it and, for latency runs,
-// records submit-to-start.
-void run_job(std::int64_t stamp) {
-  if (stamp != 0) {
-    g_latency_ns.store(clock_type::now().time_since_epoch().count() - stamp,
-                       std::memory_order_relaxed);
-  }
+void count_job() {
+  // (1) Release: publishes what the job wrote (WakeLatency's g_latency_ns) to the producer's
+  // acquire load in wait_done.
   g_done.fetch_add(1, std::memory_order_release);
 }
 
-// Each contender: submit(stamp) from any thread. Built once per benchmark run.
-struct crew_contender {
-  explicit crew_contender(std::size_t workers)
-      : pool([](std::int64_t&& s) { run_job(s); },
-             {.workers = workers, .queue_capacity = 1024, .recycle_after = 0}) {}
-  void submit(std::int64_t s) { (void)pool.submit(std::int64_t{s}); }
-  crew::worker_pool<std::int64_t> pool;
-};
-
-struct mutex_contender {
-  explicit mutex_contender(std::size_t workers)
-      : pool([](std::int64_t&& s) { run_job(s); }, workers, 1024) {}
-  void submit(std::int64_t s) { pool.submit(std::int64_t{s}); }
-  crew_bench::mutex_pool<std::int64_t> pool;
-};
-
-struct thread_per_job_contender {
-  explicit thread_per_job_contender(std::size_t) {}
-  void submit(std::int64_t s) {
-    std::thread([s] { run_job(s); }).detach();
+// Waits, spinning with yield, until g_done >= target; false after kWaitLimit.
+bool wait_done(std::uint64_t target) {
+  const auto limit = clock_type::now() + kWaitLimit;
+  // (1) pairs with this acquire.
+  while (g_done.load(std::memory_order_acquire) < target) {
+    if (clock_type::now() > limit) return false;
+    std::this_thread::yield();
   }
-};
-
-#if CREW_HAVE_TBB
-struct tbb_contender {
-  explicit tbb_contender(std::size_t workers) : arena(static_cast<int>(workers)) {}
-  ~tbb_contender() {
-    arena.execute([&] { group.wait(); });
-  }
-  void submit(std::int64_t s) {
-    arena.execute([&] { group.run([s] { run_job(s); }); });
-  }
-  tbb::task_arena arena;
-  tbb::task_group group;
-};
-#endif
-
-#if CREW_HAVE_BOOST
-struct asio_contender {
-  explicit asio_contender(std::size_t workers) : pool(workers) {}
-  ~asio_contender() { pool.join(); }
-  void submit(std::int64_t s) {
-    boost::asio::post(pool, [s] { run_job(s); });
-  }
-  boost::asio::thread_pool pool;
-};
-#endif
-
-#if CREW_HAVE_MOODYCAMEL
-// A pool as moodycamel's author suggests: BlockingConcurrentQueue, workers dequeue in bulk.
-struct moodycamel_contender {
-  explicit moodycamel_contender(std::size_t workers) {
-    for (std::size_t i = 0; i < workers; ++i) {
-      threads.emplace_back([this] {
-        moodycamel::ConsumerToken token(queue);
-        std::int64_t items[64];
-        for (;;) {
-          const std::size_t n = queue.wait_dequeue_bulk(token, items, 64);
-          for (std::size_t k = 0; k < n; ++k) {
-            if (items[k] < 0) return;
-            run_job(items[k]);
-          }
-        }
-      });
-    }
-  }
-  ~moodycamel_contender() {
-    for (std::size_t i = 0; i < threads.size(); ++i) queue.enqueue(-1);
-    for (auto& t : threads) t.join();
-  }
-  void submit(std::int64_t s) { queue.enqueue(s); }
-  moodycamel::BlockingConcurrentQueue<std::int64_t> queue;
-  std::vector<std::thread> threads;
-};
-#endif
-
-void wait_done(std::uint64_t target) {
-  while (g_done.load(std::memory_order_acquire) < target) std::this_thread::yield();
+  return true;
 }
 
-template <class Contender>
-void bm_trivial(benchmark::State& state, std::size_t producers, std::size_t per_producer) {
-  Contender c(crew::hardware_workers());
-  std::uint64_t allocs = 0;
-  for (auto _ : state) {
-    g_done.store(0);
-    const std::uint64_t before = g_news.load();
-    std::vector<std::thread> threads;
-    for (std::size_t p = 1; p < producers; ++p) {
-      threads.emplace_back([&] {
-        for (std::size_t i = 0; i < per_producer; ++i) c.submit(0);
-      });
+// Rounds (Small, Skewed, Bursty): the producer submits a round of jobs and sleeps on a condition
+// variable (so it does not take a core from the workers) until the job that brings g_done to
+// g_target stamps the round's end and wakes it. The stamp is the last completion, exactly.
+std::atomic<std::uint64_t> g_target{0};
+std::mutex g_round_mutex;
+std::condition_variable g_round_cv;
+bool g_round_over = false;        // guarded by g_round_mutex
+std::int64_t g_round_end_ns = 0;  // guarded by g_round_mutex
+
+void count_job_timed() {
+  // (2) acq_rel: the release publishes this job's writes (Bursty's g_waits slot); the acquire
+  // lets the job that completes the round see every other job's writes (each earlier increment
+  // heads a release sequence this RMW continues), and it hands them on to the producer through
+  // g_round_mutex.
+  const std::uint64_t n = g_done.fetch_add(1, std::memory_order_acq_rel) + 1;
+  // Relaxed: the producer stored the target before it submitted this round's jobs, and each
+  // contender's submit happens-before the job runs.
+  if (n == g_target.load(std::memory_order_relaxed)) {
+    const std::int64_t end = now_ns();
+    {
+      std::lock_guard lock(g_round_mutex);
+      g_round_end_ns = end;
+      g_round_over = true;
     }
-    for (std::size_t i = 0; i < per_producer; ++i) c.submit(0);
-    for (auto& t : threads) t.join();
-    wait_done(producers * per_producer);
-    // Producer threads themselves allocate (their std::thread state): not the pool's cost.
-    allocs += g_news.load() - before - (producers - 1);
+    g_round_cv.notify_one();
   }
+}
+
+// Call before submitting a round; `target` is g_done's value once the round has run.
+void begin_round(std::uint64_t target) {
+  {
+    std::lock_guard lock(g_round_mutex);
+    g_round_over = false;
+  }
+  // Relaxed: read by the round's jobs only, which the submits that follow order after it.
+  g_target.store(target, std::memory_order_relaxed);
+}
+
+// The round's last completion time, or nullopt when it did not come within kWaitLimit.
+std::optional<std::int64_t> end_round() {
+  std::unique_lock lock(g_round_mutex);
+  if (!g_round_cv.wait_for(lock, kWaitLimit, [] { return g_round_over; })) return std::nullopt;
+  return g_round_end_ns;
+}
+
+// After the contender is destroyed (every job ran, workers joined): exactly `submitted` jobs ran?
+void check_ran(benchmark::State& state, std::uint64_t submitted) {
+  const std::uint64_t ran = g_done.load();
+  if (ran != submitted) {
+    state.SkipWithError(
+        ("ran " + std::to_string(ran) + " jobs, submitted " + std::to_string(submitted)).c_str());
+  }
+}
+
+void timed_out(benchmark::State& state, std::uint64_t target) {
+  state.SkipWithError(("timed out waiting for jobs: " + std::to_string(g_done.load()) + " of " +
+                       std::to_string(target) + " ran")
+                          .c_str());
+}
+
+// Sorted samples -> the value at quantile q (nearest rank below).
+double quantile(const std::vector<std::int64_t>& sorted, double q) {
+  return static_cast<double>(
+      sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))]);
+}
+
+// ---- jobs ---------------------------------------------------------------------------------------
+void trivial_job(std::int64_t /*payload*/) { count_job(); }
+
+// WakeLatency: the payload is the submit time.
+std::atomic<std::int64_t> g_latency_ns{0};
+void wake_job(std::int64_t stamp) {
+  // Relaxed: published by count_job's release (1).
+  g_latency_ns.store(now_ns() - stamp, std::memory_order_relaxed);
+  count_job();
+}
+
+// Small, Skewed: the payload is the number of rounds of a multiply-xorshift chain. Each round
+// depends on the one before, so the loop can be neither vectorised nor shortened.
+std::uint64_t spin(std::int64_t rounds) {
+  std::uint64_t x = static_cast<std::uint64_t>(rounds) | 1U;
+  for (std::int64_t i = 0; i < rounds; ++i) {
+    x ^= x >> 29;
+    x *= 0x9E3779B97F4A7C15ULL;
+  }
+  return x;
+}
+std::int64_t g_rounds_200ns = 0;  // set by calibrate() before any benchmark runs
+
+void compute_job(std::int64_t rounds) {
+  benchmark::DoNotOptimize(spin(rounds));
+  count_job_timed();
+}
+
+// Bursty: the payload is (index in the burst << kStampBits) | submit time - g_epoch_ns. 40 bits
+// of nanoseconds are 18 minutes, far more than a run; the index needs 14 bits.
+constexpr int kStampBits = 40;
+constexpr std::int64_t kStampMask = (std::int64_t{1} << kStampBits) - 1;
+std::int64_t g_epoch_ns = 0;        // set before a run's first submit, which orders it for jobs
+std::vector<std::int64_t> g_waits;  // submit-to-start of the burst's job i, written by that job
+
+void bursty_job(std::int64_t payload) {
+  const std::int64_t started = now_ns() - g_epoch_ns;
+  g_waits[static_cast<std::size_t>(payload >> kStampBits)] = started - (payload & kStampMask);
+  count_job_timed();  // (2) publishes the write above
+}
+
+// ---- calibration --------------------------------------------------------------------------------
+// Best of several runs: on a shared machine the fastest run is the least disturbed one.
+double best_ns_per_call(std::int64_t rounds, int calls) {
+  double best = std::numeric_limits<double>::infinity();
+  for (int run = 0; run < 7; ++run) {
+    const std::int64_t start = now_ns();
+    for (int i = 0; i < calls; ++i) benchmark::DoNotOptimize(spin(rounds));
+    best = std::min(best, static_cast<double>(now_ns() - start) / calls);
+  }
+  return best;
+}
+
+void calibrate() {
+  constexpr std::int64_t kProbe = 1'000'000;
+  const double ns_per_round = best_ns_per_call(kProbe, 1) / static_cast<double>(kProbe);
+  std::int64_t rounds = std::max<std::int64_t>(1, std::llround(kComputeNs / ns_per_round));
+  // Short calls do not run at quite the speed of one long one: correct once at the real length.
+  const double ns_per_call = best_ns_per_call(rounds, 10'000);
+  rounds = std::llround(static_cast<double>(rounds) * kComputeNs / ns_per_call);
+  g_rounds_200ns = std::max<std::int64_t>(1, rounds);
+  benchmark::AddCustomContext("peers_work_rounds", std::to_string(g_rounds_200ns));
+  benchmark::AddCustomContext("peers_work_ns",
+                              std::to_string(best_ns_per_call(g_rounds_200ns, 10'000)));
+}
+
+// ---- benchmarks ---------------------------------------------------------------------------------
+template <class Contender, bool Bulk>
+void bm_trivial(benchmark::State& state, std::size_t producers, std::size_t per_producer) {
+  g_done.store(0);
+  std::uint64_t submitted = 0;
+  std::uint64_t allocs = 0;
+  {
+    Contender c(workers(), trivial_job);
+    // Submits per_producer jobs; returns how many were refused (crew's submit_bulk only: the
+    // peers' submit never refuses).
+    auto produce = [&c, per_producer]() -> std::size_t {
+      std::size_t refused = 0;
+      if constexpr (Bulk) {
+        static constexpr std::array<std::int64_t, kBulkChunk> kChunk{};
+        for (std::size_t i = 0; i < per_producer; i += kBulkChunk) {
+          const std::size_t n = std::min(kBulkChunk, per_producer - i);
+          refused += n - c.pool.submit_bulk(std::span(kChunk.data(), n));
+        }
+      } else {
+        for (std::size_t i = 0; i < per_producer; ++i) c.submit(0);
+      }
+      return refused;
+    };
+    std::vector<std::thread> threads;
+    threads.reserve(producers);  // before the count: the vector's buffer is not the pool's cost
+    for (auto _ : state) {
+      threads.clear();
+      const std::uint64_t before = g_news.load();
+      std::atomic<std::size_t> refused{0};
+      for (std::size_t p = 1; p < producers; ++p) {
+        threads.emplace_back([&] { refused += produce(); });
+      }
+      refused += produce();
+      for (auto& t : threads) t.join();
+      if (refused.load() != 0) {
+        state.SkipWithError("crew's submit_bulk refused jobs");
+        break;
+      }
+      submitted += producers * per_producer;
+      if (!wait_done(submitted)) {
+        timed_out(state, submitted);
+        break;
+      }
+      // Producer threads themselves allocate (their std::thread state): not the pool's cost.
+      allocs += g_news.load() - before - (producers - 1);
+    }
+  }
+  check_ran(state, submitted);
   const auto jobs = static_cast<double>(state.iterations() * producers * per_producer);
   state.SetItemsProcessed(static_cast<std::int64_t>(jobs));
-  state.counters["allocs_per_job"] = static_cast<double>(allocs) / jobs;
+  state.counters["allocs_per_job"] = jobs > 0 ? static_cast<double>(allocs) / jobs : 0.0;
 }
 
 template <class Contender>
-void bm_latency(benchmark::State& state) {
-  Contender c(crew::hardware_workers());
+void bm_wake_latency(benchmark::State& state) {
+  g_done.store(0);
+  std::uint64_t submitted = 0;
   std::vector<std::int64_t> samples;
-  for (auto _ : state) {
-    for (int i = 0; i < kLatencySamples; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      const std::uint64_t target = g_done.load() + 1;
-      c.submit(clock_type::now().time_since_epoch().count());
-      wait_done(target);
-      samples.push_back(g_latency_ns.load());
+  {
+    Contender c(workers(), wake_job);
+    for (auto _ : state) {
+      for (int i = 0; i < kLatencySamples && !state.error_occurred(); ++i) {
+        std::this_thread::sleep_for(1ms);
+        c.submit(now_ns());
+        if (!wait_done(++submitted)) {
+          timed_out(state, submitted);
+        } else {
+          // Relaxed: wait_done's acquire (1) already ordered the job's store before this load.
+          samples.push_back(g_latency_ns.load(std::memory_order_relaxed));
+        }
+      }
     }
   }
+  check_ran(state, submitted);
+  if (state.error_occurred() || samples.empty()) return;
   std::sort(samples.begin(), samples.end());
-  auto at = [&](double q) {
-    return static_cast<double>(
-        samples[static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1))]);
-  };
-  state.counters["p50_ns"] = at(0.50);
-  state.counters["p99_ns"] = at(0.99);
-  state.counters["p999_ns"] = at(0.999);
+  if (samples.front() < 0) state.SkipWithError("negative submit-to-start latency");
+  state.counters["p50_ns"] = quantile(samples, 0.50);
+  state.counters["p99_ns"] = quantile(samples, 0.99);
+  state.counters["p999_ns"] = quantile(samples, 0.999);
+}
+
+// Small (skewed = false) and Skewed.
+template <class Contender>
+void bm_compute(benchmark::State& state, std::size_t jobs, bool skewed) {
+  g_done.store(0);
+  std::uint64_t submitted = 0;
+  {
+    Contender c(workers(), compute_job);
+    for (auto _ : state) {
+      submitted += jobs;
+      begin_round(submitted);
+      const std::int64_t start = now_ns();
+      for (std::size_t i = 0; i < jobs; ++i) {
+        const bool long_job = skewed && i % kSkewEvery == kSkewEvery - 1;
+        c.submit(long_job ? g_rounds_200ns * kSkewFactor : g_rounds_200ns);
+      }
+      const std::optional<std::int64_t> end = end_round();
+      if (!end) {
+        timed_out(state, submitted);
+        break;
+      }
+      state.SetIterationTime(static_cast<double>(*end - start) * 1e-9);
+    }
+  }
+  check_ran(state, submitted);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(jobs));
 }
 
 template <class Contender>
-void register_contender(const std::string& name, std::size_t per_producer) {
-  for (std::size_t p : {1U, 2U}) {
-    benchmark::RegisterBenchmark(("BM_Peers_Trivial/" + name + "/p" + std::to_string(p)).c_str(),
-                                 bm_trivial<Contender>, p, per_producer)
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond);
+void bm_bursty(benchmark::State& state, std::size_t burst_jobs) {
+  g_done.store(0);
+  g_waits.assign(burst_jobs, -1);
+  std::uint64_t submitted = 0;
+  std::vector<std::int64_t> waits;  // every job's submit-to-start, all bursts
+  std::vector<std::int64_t> bursts;
+  {
+    Contender c(workers(), bursty_job);
+    g_epoch_ns = now_ns();
+    for (auto _ : state) {
+      std::int64_t measured = 0;
+      for (int b = 0; b < kBursts && !state.error_occurred(); ++b) {
+        std::this_thread::sleep_for(kBurstGap);  // the workers go idle
+        std::fill(g_waits.begin(), g_waits.end(), -1);
+        submitted += burst_jobs;
+        begin_round(submitted);
+        const std::int64_t start = now_ns();
+        for (std::size_t i = 0; i < burst_jobs; ++i) {
+          c.submit((static_cast<std::int64_t>(i) << kStampBits) | (now_ns() - g_epoch_ns));
+        }
+        const std::optional<std::int64_t> end = end_round();
+        if (!end) {
+          timed_out(state, submitted);
+        } else if (std::any_of(g_waits.begin(), g_waits.end(), [](auto w) { return w < 0; })) {
+          state.SkipWithError("a job of the burst did not record its start");
+        } else {
+          measured += *end - start;
+          bursts.push_back(*end - start);
+          waits.insert(waits.end(), g_waits.begin(), g_waits.end());
+        }
+      }
+      if (state.error_occurred()) break;
+      state.SetIterationTime(static_cast<double>(measured) * 1e-9);
+    }
   }
-  benchmark::RegisterBenchmark(("BM_Peers_WakeLatency/" + name).c_str(), bm_latency<Contender>)
-      ->Iterations(1)
-      ->UseRealTime()
-      ->Unit(benchmark::kMillisecond);
+  check_ran(state, submitted);
+  if (state.error_occurred() || bursts.empty()) return;
+  std::sort(bursts.begin(), bursts.end());
+  std::sort(waits.begin(), waits.end());
+  state.SetItemsProcessed(static_cast<std::int64_t>(waits.size()));
+  state.counters["burst_ms"] = quantile(bursts, 0.50) * 1e-6;
+  state.counters["p50_ns"] = quantile(waits, 0.50);
+  state.counters["p99_ns"] = quantile(waits, 0.99);
 }
 
-const int registered = [] {
-  register_contender<crew_contender>("crew", kJobsPerProducer);
-  register_contender<mutex_contender>("mutex_condvar", kJobsPerProducer);
-#if CREW_HAVE_MOODYCAMEL
-  register_contender<moodycamel_contender>("moodycamel_pool", kJobsPerProducer);
-#endif
-#if CREW_HAVE_TBB
-  register_contender<tbb_contender>("onetbb", kJobsPerProducer);
-#endif
-#if CREW_HAVE_BOOST
-  register_contender<asio_contender>("asio_thread_pool", kJobsPerProducer);
-#endif
-  register_contender<thread_per_job_contender>("thread_per_job", kThreadPerJobJobs);
-  return 0;
-}();
+std::int64_t process_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+template <class Contender>
+void bm_idle_cpu(benchmark::State& state) {
+  g_done.store(0);
+  double cpu_ms_per_s = -1.0;
+  {
+    Contender c(workers(), trivial_job);
+    for (std::size_t i = 0; i < kWarmupJobs; ++i) c.submit(0);
+    if (!wait_done(kWarmupJobs)) timed_out(state, kWarmupJobs);
+    for (auto _ : state) {
+      const std::int64_t cpu0 = process_cpu_ns();
+      const std::int64_t wall0 = now_ns();
+      std::this_thread::sleep_for(kIdleWindow);
+      const std::int64_t cpu1 = process_cpu_ns();
+      const std::int64_t wall1 = now_ns();
+      cpu_ms_per_s =
+          static_cast<double>(cpu1 - cpu0) * 1e-6 / (static_cast<double>(wall1 - wall0) * 1e-9);
+    }
+  }
+  check_ran(state, kWarmupJobs);
+  if (!state.error_occurred() && !(cpu_ms_per_s >= 0.0)) {
+    state.SkipWithError("process CPU time did not advance monotonically");
+  }
+  state.counters["cpu_ms_per_s"] = cpu_ms_per_s;
+}
+
+// ---- registration -------------------------------------------------------------------------------
+void register_all() {
+  using benchmark::RegisterBenchmark;
+  using std::string;
+  crew_bench::for_each_contender([]<class C>() {
+    const std::size_t per_producer = is_thread_per_job<C> ? kThreadPerJobJobs : kJobsPerProducer;
+    for (std::size_t p : {1U, 2U}) {
+      const string suffix = "/p" + std::to_string(p);
+      RegisterBenchmark(("BM_Peers_Trivial/" + string(C::name) + suffix).c_str(),
+                        bm_trivial<C, false>, p, per_producer)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+      if constexpr (std::is_same_v<C, crew_contender>) {
+        RegisterBenchmark(("BM_Peers_Trivial/crew_bulk" + suffix).c_str(), bm_trivial<C, true>, p,
+                          per_producer)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  });
+  crew_bench::for_each_contender([]<class C>() {
+    RegisterBenchmark(("BM_Peers_WakeLatency/" + string(C::name)).c_str(), bm_wake_latency<C>)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  });
+  for (const bool skewed : {false, true}) {
+    crew_bench::for_each_contender([skewed]<class C>() {
+      const std::size_t jobs = kComputeJobs / (is_thread_per_job<C> ? kThreadPerJobShare : 1);
+      RegisterBenchmark(
+          ((skewed ? "BM_Peers_Skewed/" : "BM_Peers_Small/") + string(C::name)).c_str(),
+          bm_compute<C>, jobs, skewed)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    });
+  }
+  crew_bench::for_each_contender([]<class C>() {
+    const std::size_t jobs = kBurstJobs / (is_thread_per_job<C> ? kThreadPerJobShare : 1);
+    RegisterBenchmark(("BM_Peers_Bursty/" + string(C::name)).c_str(), bm_bursty<C>, jobs)
+        ->UseManualTime()
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  });
+  crew_bench::for_each_contender([]<class C>() {
+    RegisterBenchmark(("BM_Peers_IdleCpu/" + string(C::name)).c_str(), bm_idle_cpu<C>)
+        ->Iterations(1)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  });
+}
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// BENCHMARK_MAIN() with the calibration and the registration first.
+int main(int argc, char** argv) {
+  calibrate();
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

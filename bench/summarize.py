@@ -9,7 +9,8 @@ Only the standard library; prints to stdout.
 import json
 import sys
 
-COUNTERS = ("items_per_second", "p50_ns", "p99_ns", "p999_ns", "cpu_ms_per_s", "recycles")
+COUNTERS = ("items_per_second", "allocs_per_job", "burst_ms", "p50_ns", "p99_ns", "p999_ns",
+            "cpu_ms_per_s", "recycles")
 
 
 def fmt(name, value):
@@ -17,6 +18,8 @@ def fmt(name, value):
         return f"{value / 1e6:.2f} M/s"
     if name.endswith("_ns"):
         return f"{value / 1e3:.1f} us"
+    if name == "burst_ms":
+        return f"{value:.2f} ms"
     if name == "cpu_ms_per_s":
         return f"{value:.3f} ms/s"
     return f"{value:.4g}"
@@ -38,7 +41,8 @@ def main(paths):
         print("| benchmark | time | " + " | ".join(used) + " |")
         print("|---|---|" + "---|" * len(used))
         for b in rows:
-            name = b["run_name"].replace("/real_time", "").replace("/iterations:1", "")
+            name = (b["run_name"].replace("/real_time", "").replace("/manual_time", "")
+                    .replace("/iterations:1", ""))
             cells = [fmt(c, b[c]) if c in b else "" for c in used]
             print(f"| {name} | {b['real_time']:.4g} {b['time_unit']} | " + " | ".join(cells) + " |")
         print()
