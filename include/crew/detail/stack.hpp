@@ -77,9 +77,12 @@ inline std::size_t resident_stack_bytes() {
 // Gives back to the OS every whole page of the calling thread's stack that lies more than
 // `margin` bytes below the current frame: MADV_DONTNEED drops the pages, and the next touch of
 // one maps a fresh zero page. Pages below the stack pointer hold no live data (the margin keeps
-// the red zone, this call's own frames and a signal frame clear of it). Returns the number of
-// bytes advised, 0 when nothing could be trimmed.
-inline std::size_t trim_stack(std::size_t margin = std::size_t{64} * 1024) noexcept {
+// the red zone, this call's own frames, the madvise call's and a signal frame clear of it).
+// 16 KiB is what glibc keeps when it trims an exiting thread's stack (PTHREAD_STACK_MIN on
+// x86-64); the 64 KiB used before left ~13% over the pre-spike RSS of an 8-worker pool
+// (bench/memory_story), where respawn came back to within 1%. Returns the number of bytes
+// advised, 0 when nothing could be trimmed.
+inline std::size_t trim_stack(std::size_t margin = std::size_t{16} * 1024) noexcept {
   const stack_range r = current_stack();
   if (!r.valid()) return 0;
   const std::uintptr_t sp = approximate_stack_pointer();
