@@ -97,15 +97,17 @@ struct thread_per_job_contender {
 };
 
 #if CREW_HAVE_TBB
-// oneTBB with `workers` worker threads of its own, like every other contender: by default an
-// arena reserves one slot for the application thread and TBB starts at most (CPUs - 1)
-// workers, so on 2 cores it would run jobs on one thread while the producer (which only
-// spawns) never joins in. Hence no reserved slot and a global_control that allows them all.
+// oneTBB with `workers` worker threads of its own, like every other contender. An arena of
+// concurrency n keeps one of its n slots for application threads, and TBB starts at most
+// (CPUs - 1) workers: task_arena(2) on 2 cores runs jobs on one thread, since the producer
+// only enters to spawn. So: workers + 1 slots, one kept for the producers (without it,
+// execute() from a producer is delegated to a worker and waits for it: 40x slower measured),
+// and a global_control that lets TBB start `workers` threads.
 struct tbb_contender {
   static constexpr const char* name = "onetbb";
   tbb_contender(std::size_t workers, job_fn f)
       : parallelism(tbb::global_control::max_allowed_parallelism, workers + 1),
-        arena(static_cast<int>(workers), 0),
+        arena(static_cast<int>(workers) + 1, 1),
         fn(f) {}
   tbb_contender(const tbb_contender&) = delete;
   tbb_contender& operator=(const tbb_contender&) = delete;
