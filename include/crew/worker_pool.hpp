@@ -829,7 +829,7 @@ class worker_pool {
   // measured here (2 cores, trivial jobs, medians of 10 interleaved runs), a worker that spun
   // ~250 pauses parked and was woken ~3,000 times per million jobs from one producer, this one
   // ~200-800, at 1.7x the throughput; a bulk producer that slept at once on a full queue made
-  // ~2,500 futex calls per million jobs, polling first ~90, at 1.7x. The yield matters on a
+  // ~2,000-2,500 futex calls per million jobs, polling first 35-90, at 1.7x. The yield matters on a
   // machine with fewer cores than threads: the spinning thread gives its core to the thread
   // it is waiting for (without it the same 20 us spin gained little). An idle pool pays this
   // once per idle period, then sleeps.
