@@ -82,6 +82,28 @@ TEST(BoundedQueue, CapacityOneWrapsManyLaps) {
   EXPECT_EQ(q.popped_count(), 10'000U);
 }
 
+// front_ready() must follow the head through every lap, at every capacity: a wrong lap
+// computation (the slot of the previous or the next lap) shows as a wrong answer here.
+TEST(BoundedQueue, FrontReadyFollowsTheHeadAcrossLaps) {
+  for (std::size_t capacity : {1U, 2U, 8U}) {
+    bounded_queue<int> q(capacity);
+    for (int lap = 0; lap < 50; ++lap) {
+      ASSERT_FALSE(q.front_ready()) << "capacity " << capacity << ", lap " << lap;
+      for (std::size_t i = 0; i < capacity; ++i) {
+        ASSERT_TRUE(q.try_push(lap));
+        ASSERT_TRUE(q.front_ready());
+      }
+      for (std::size_t i = 0; i < capacity; ++i) {
+        ASSERT_TRUE(q.front_ready()) << "capacity " << capacity << ", lap " << lap;
+        ASSERT_TRUE(q.try_pop().has_value());
+      }
+    }
+    ASSERT_FALSE(q.front_ready());
+    q.close();
+    EXPECT_FALSE(q.front_ready()) << "a closed, empty queue has nothing ready";
+  }
+}
+
 TEST(BoundedQueue, FailedPushDoesNotMoveFromTheArgument) {
   bounded_queue<std::unique_ptr<int>> q(1);
   ASSERT_TRUE(q.try_push(std::make_unique<int>(1)));
