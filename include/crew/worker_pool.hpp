@@ -33,11 +33,12 @@
 //    A producer that sees idle workers claims one by clearing its bit (fetch_and) and wakes exactly
 //    that worker: each parked worker is woken at most once, and a submit makes no system call while
 //    no worker is parked, or once the parked ones have all been claimed.
-//  - Parking producers (block policy, timed and cancellable submits): a producer sets the
-//    "sleepers" bit of room_word_ (seq_cst RMW), re-checks the queue and sleeps until it is down
-//    to half its capacity. A worker, after its claim (a seq_cst RMW on the head), reads
-//    room_word_ and, when the bit is set and the queue is at most half full, clears the bit with
-//    the epoch bump and wakes all sleepers: one system call per refill, not per job.
+//  - Parking producers (block policy, timed and cancellable submits): after polling for ~20 us
+//    (as workers do), a producer sets the "sleepers" bit of room_word_ (seq_cst RMW), re-checks
+//    the queue and sleeps until it is down to half its capacity. A worker, after its claim (a
+//    seq_cst RMW on the head), reads room_word_ and, when the bit is set and the queue is at most
+//    half full, clears the bit with the epoch bump and wakes all sleepers: one system call per
+//    refill, not per job.
 //  - Workers claim up to max_batch jobs with one head update and run them back to back.
 //  - Counters are per worker (one writer each), summed on read; accepted is the queue's tail.
 
