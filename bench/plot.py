@@ -866,7 +866,7 @@ def recycle_section(recs, source, plot, chart):
 # ---- other Google Benchmark files ----------------------------------------------------------------
 
 def generic_table(rows):
-    """name, time and every counter, as bench/summarize.py prints them."""
+    """name, time and every counter: one row per benchmark."""
     used = counters_of(rows.values())
     lines = []
     for name, b in rows.items():

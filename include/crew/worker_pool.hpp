@@ -521,42 +521,40 @@ class worker_pool {
     std::optional<std::stop_callback<waker>> on_stop;
     if (token != nullptr && token->stop_possible()) on_stop.emplace(*token, waker{this});
     blocked_producers_.fetch_add(1, std::memory_order_relaxed);  // for stats only
-    room_result result = room_result::room;
     // Poll first: at full speed the workers free half the queue in microseconds, sooner than a
-    // sleep and a wake-up would take (seq_cst loads inside, as below). Closed and cancelled
-    // end the poll too; the loop below then reports them.
-    const auto stopped = [&] { return token != nullptr && token->stop_requested(); };
-    if (poll_briefly(
-            [&] { return queue_->size_approx() <= low_water_ || queue_->is_closed() || stopped(); },
-            deadline) &&
-        !queue_->is_closed() && !stopped()) {
-      blocked_producers_.fetch_sub(1, std::memory_order_relaxed);
-      return room_result::room;
-    }
+    // sleep and a wake-up would take (seq_cst loads inside, as in sleep_for_room). Closed and
+    // cancelled end the poll too; sleep_for_room reports them without sleeping.
+    const bool room = poll_briefly(
+        [&] {
+          return queue_->size_approx() <= low_water_ || queue_->is_closed() || stopped(token);
+        },
+        deadline);
+    const room_result result = room && !queue_->is_closed() && !stopped(token)
+                                   ? room_result::room
+                                   : sleep_for_room(deadline, token);
+    blocked_producers_.fetch_sub(1, std::memory_order_relaxed);
+    return result;
+  }
+
+  static bool stopped(const std::stop_token* token) noexcept {
+    return token != nullptr && token->stop_requested();
+  }
+
+  // The sleeping half of wait_for_room: room, closed, cancelled or timed_out.
+  room_result sleep_for_room(detail::steady_time deadline, const std::stop_token* token) {
     for (;;) {
       // Announce a sleeper (seq_cst RMW) and read the epoch before checking, so a wake-up
       // between the check and the sleep is seen.
       const std::uint32_t word =
           room_word_.fetch_or(room_sleepers, std::memory_order_seq_cst) | room_sleepers;
-      if (queue_->is_closed()) {
-        result = room_result::closed;
-        break;
-      }
-      if (stopped()) {
-        result = room_result::cancelled;
-        break;
-      }
+      if (queue_->is_closed()) return room_result::closed;
+      if (stopped(token)) return room_result::cancelled;
       // seq_cst head load: pairs with the workers' seq_cst claim then load of room_word_.
       // Sleep until the queue is down to its low-water mark, not just one slot: producers then
       // refill in bursts instead of waking per freed slot.
-      if (queue_->size_approx() <= low_water_) break;
-      if (!detail::wait_until(room_word_, word, deadline)) {
-        result = room_result::timed_out;
-        break;
-      }
+      if (queue_->size_approx() <= low_water_) return room_result::room;
+      if (!detail::wait_until(room_word_, word, deadline)) return room_result::timed_out;
     }
-    blocked_producers_.fetch_sub(1, std::memory_order_relaxed);
-    return result;
   }
 
   // Counts a producer inside the waiting slow path for the destructor; the decrement is the
