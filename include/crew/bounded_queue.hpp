@@ -28,6 +28,17 @@
 // Memory contract: everything a producer did before a successful push is visible to the
 // consumer after the pop that returns that element.
 //
+// Progress guarantee, named honestly: no call ever blocks or waits, but the ring is not
+// lock-free in the strict sense. A producer preempted between claiming its ticket and
+// publishing its slot makes that one slot look "not ready" to consumers (try_pop returns false
+// while later slots may be full), and a consumer preempted between its claim and its release
+// makes that slot look "full" to the producer of the next lap. Every other slot keeps working.
+// (This is true of every ring of Vyukov's family; see DESIGN.md, "The queue".)
+//
+// Holes: when T's constructor may throw, try_emplace claims its ticket first and constructs in
+// the slot; if the constructor throws, the slot is released as a hole that consumers skip (and
+// holes are not counted as pushes). So a failed try_emplace never consumes its arguments.
+//
 // Memory usage: capacity() slots, each padded to a multiple of a cache line (64 bytes), plus
 // three cache lines for the indices.
 
@@ -45,15 +56,11 @@
 #include <type_traits>
 #include <utility>
 
+#include "detail/cache_line.hpp"
+
 namespace crew {
 
 namespace detail {
-
-// The destructive interference size. std::hardware_destructive_interference_size exists in
-// libstdc++, but GCC warns that its value depends on -mtune and so may differ between
-// translation units (an ODR hazard for a header-only library); 64 bytes is right for x86-64 and
-// most AArch64 cores, and a wrong guess only costs speed, never correctness.
-inline constexpr std::size_t cache_line_size = 64;
 
 // Physical memory of this machine in bytes, or 0 when unknown.
 inline std::size_t physical_memory_bytes() noexcept {
@@ -79,10 +86,13 @@ inline std::size_t physical_memory_bytes() noexcept {
 // element can always be moved into and out of its slot after a ticket is claimed; T need not be
 // default-constructible or copyable.
 //
-// Exception safety: try_push/try_push_bulk/try_pop()/batches never throw. try_emplace gives the
-// strong guarantee: if T's constructor throws, the queue is unchanged and the exception reaches
-// the caller. try_pop(T&) gives the strong guarantee for the queue; if T's move assignment
-// throws, the popped element is destroyed and the exception propagates.
+// Exception safety: try_push/try_push_bulk/try_pop()/try_pop_bulk/batches never throw.
+// try_emplace: if T's constructor throws, no element was added (the claimed slot becomes a hole
+// that pops skip) and the exception reaches the caller; on a full or closed queue its arguments
+// are not touched. try_pop(T&) gives the strong guarantee for the queue; if T's move assignment
+// throws, the popped element is destroyed and the exception propagates. try_pop_bulk accepts
+// only outputs whose write cannot throw (checked at compile time), so no claimed element can be
+// lost half-way; for other outputs take elements one by one from try_pop_batch().
 template <class T>
 class bounded_queue {
   static_assert(std::is_nothrow_move_constructible_v<T>,
@@ -95,6 +105,10 @@ class bounded_queue {
                 "crew::bounded_queue<T> requires a non-const, non-array object type.");
 
   using ticket = std::uint64_t;
+  // An output iterator whose write and increment cannot throw (try_pop_bulk's requirement).
+  template <class It>
+  static constexpr bool nothrow_output =
+      noexcept(*std::declval<It&>() = std::declval<T&&>()) && noexcept(++std::declval<It&>());
   // Top bit of the tail ticket: set by close(). 2^63 tickets cannot be exhausted in practice.
   static constexpr ticket closed_bit = ticket{1} << 63;
 
@@ -173,7 +187,10 @@ class bounded_queue {
   ~bounded_queue() {
     const ticket tail = tail_.load(std::memory_order_relaxed) & ~closed_bit;
     for (ticket t = head_.load(std::memory_order_relaxed); t != tail; ++t) {
-      slots_[t & mask_].element()->~T();
+      // A hole (a push whose constructor threw) holds no element.
+      if (slots_[t & mask_].turn.load(std::memory_order_relaxed) == free_turn(t) + 1) {
+        slots_[t & mask_].element()->~T();
+      }
     }
     for (size_type i = 0; i < capacity_; ++i) slots_[i].~slot();
     ::operator delete (static_cast<void*>(slots_), std::align_val_t{alignof(slot)});
@@ -193,18 +210,17 @@ class bounded_queue {
     return try_emplace(value);
   }
 
-  // Constructs an element from `args` if there is room and the queue is open; returns whether
-  // it did. When T's constructor from args may throw, the element is constructed before a slot
-  // is claimed and then moved in, so a throwing constructor leaves the queue unchanged (strong
-  // guarantee). On false, `args` are not moved from. Thread-safe.
+  // Constructs an element from `args` in place if there is room and the queue is open; returns
+  // whether it did. On false (full or closed), `args` are not touched. If T's constructor
+  // throws, the claimed slot is released as a hole (pops skip it, pushed_count() does not count
+  // it) and the exception reaches the caller. Thread-safe.
   template <class... Args>
   requires std::is_constructible_v<T, Args&&...>
   bool try_emplace(Args&&... args) noexcept(std::is_nothrow_constructible_v<T, Args&&...>) {
     if constexpr (std::is_nothrow_constructible_v<T, Args&&...>) {
       return push_one([&](void* where) noexcept { ::new (where) T(std::forward<Args>(args)...); });
     } else {
-      T made(std::forward<Args>(args)...);
-      return try_push(std::move(made));
+      return push_one([&](void* where) { ::new (where) T(std::forward<Args>(args)...); });
     }
   }
 
@@ -266,9 +282,14 @@ class bounded_queue {
   }
 
   // Moves up to `max` of the oldest elements to `out` in FIFO order with one claim of the head;
-  // returns how many. Thread-safe.
+  // returns how many. Writing to `out` must not throw (a pointer into an array of T with a
+  // nothrow move assignment, or any output iterator whose assignment is noexcept): a throw half
+  // way would leave claimed elements with nowhere to go. For an output that may throw (a
+  // back_inserter), take elements one by one from try_pop_batch(). Thread-safe.
   template <class OutputIt>
-  size_type try_pop_bulk(OutputIt out, size_type max) {
+  requires std::output_iterator<OutputIt, T> && nothrow_output<OutputIt> size_type
+  try_pop_bulk(OutputIt out, size_type max)
+  noexcept {
     batch b = try_pop_batch(max);
     const size_type n = b.size();
     while (!b.empty()) {
@@ -373,8 +394,19 @@ class bounded_queue {
       }
       if (n == 0) {
         const ticket turn = slots_[pos & mask_].turn.load(std::memory_order_acquire);
-        if (static_cast<std::int64_t>(turn - (free_turn(pos) + 1)) < 0) return {};  // empty
-        pos = head_.load(std::memory_order_relaxed);  // stale: another consumer won
+        const auto diff = static_cast<std::int64_t>(turn - (free_turn(pos) + 1));
+        if (diff < 0) return {};  // empty
+        if (diff > 0) {
+          // The slot of ticket `pos` was released: either another consumer claimed `pos` (then
+          // the head has moved on and this CAS fails) or its push left a hole (the head still
+          // reads `pos`: skip it). The CAS decides, so no hole is skipped twice and no element
+          // is ever skipped (an element's slot reads exactly free_turn(pos) + 1 until claimed).
+          if (head_.compare_exchange_strong(pos, pos + 1, std::memory_order_seq_cst,
+                                            std::memory_order_relaxed)) {
+            skipped_.fetch_add(1, std::memory_order_relaxed);  // statistics for size_approx()
+          }
+        }
+        pos = head_.load(std::memory_order_relaxed);  // diff == 0: published since the scan
         continue;
       }
       // seq_cst: the claim is one side of the pool's producer-parking handshake (see
@@ -427,16 +459,22 @@ class bounded_queue {
   // seq_cst load of A's flag, at least one of them sees the other: A sees the push, or B sees
   // the flag. crew::worker_pool relies on this to park without lost wake-ups. Thread-safe.
   size_type size_approx() const noexcept {
+    // Holes not yet skipped are not elements: holes (counted before they exist) minus skipped
+    // (counted after the head passed them). Both stay 0 unless a constructor threw.
+    const ticket skipped = skipped_.load(std::memory_order_relaxed);
     const ticket head = head_.load(std::memory_order_seq_cst);
     const ticket tail = tail_.load(std::memory_order_seq_cst) & ~closed_bit;
-    if (tail <= head) return 0;
-    const ticket n = tail - head;
+    const ticket holes = holes_.load(std::memory_order_relaxed) - skipped;
+    if (tail <= head + holes) return 0;
+    const ticket n = tail - head - holes;
     return n > capacity_ ? capacity_ : static_cast<size_type>(n);
   }
 
   // Total number of successful pushes so far (monotonic; relaxed snapshot). Thread-safe.
   std::uint64_t pushed_count() const noexcept {
-    return tail_.load(std::memory_order_relaxed) & ~closed_bit;
+    // holes_ is read second: both only grow, so the difference never counts a hole as a push.
+    const ticket tail = tail_.load(std::memory_order_relaxed) & ~closed_bit;
+    return tail - holes_.load(std::memory_order_relaxed);
   }
 
   // Total number of elements claimed by consumers so far (monotonic; relaxed snapshot).
@@ -451,7 +489,7 @@ class bounded_queue {
   ticket free_turn(ticket t) const noexcept { return (t >> shift_) << 1; }
 
   template <class Construct>
-  bool push_one(Construct&& construct) noexcept {
+  bool push_one(Construct&& construct) noexcept(noexcept(construct(nullptr))) {
     ticket pos = tail_.load(std::memory_order_relaxed);
     for (;;) {
       if ((pos & closed_bit) != 0) return false;
@@ -463,7 +501,26 @@ class bounded_queue {
         // seq_cst on success: see size_approx(). Relaxed on failure: nothing claimed.
         if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_seq_cst,
                                         std::memory_order_relaxed)) {
-          construct(static_cast<void*>(s.storage));
+          if constexpr (noexcept(construct(nullptr))) {
+            construct(static_cast<void*>(s.storage));
+          } else {
+            try {
+              construct(static_cast<void*>(s.storage));
+            } catch (...) {
+              // Give the ticket back if no other producer claimed one since (the slot was never
+              // published, so no consumer can have taken it). Otherwise release the slot as a
+              // hole: the turn a consumer would leave behind, so the next lap's producer may use
+              // it; consumers skip it (try_pop_batch). Counted first, so that pushed_count()
+              // and size_approx() never count a hole as an element.
+              ticket expected = pos + 1;
+              if (!tail_.compare_exchange_strong(expected, pos, std::memory_order_seq_cst,
+                                                 std::memory_order_relaxed)) {
+                holes_.fetch_add(1, std::memory_order_seq_cst);
+                s.turn.store(free_turn(pos) + 2, std::memory_order_release);
+              }
+              throw;
+            }
+          }
           // (1) release publishes the element.
           s.turn.store(free_turn(pos) + 1, std::memory_order_release);
           return true;
@@ -485,8 +542,12 @@ class bounded_queue {
   alignas(detail::cache_line_size) std::atomic<ticket> head_{0};
   // Producers' ticket; its top bit is the closed flag.
   alignas(detail::cache_line_size) std::atomic<ticket> tail_{0};
+  // Pushes whose constructor threw and left a hole, and holes consumers skipped (rare; relaxed
+  // statistics subtracted by pushed_count() and size_approx()).
+  std::atomic<ticket> holes_{0};
+  std::atomic<ticket> skipped_{0};
   // Keeps whatever follows this object off the tail's line.
-  char pad_[detail::cache_line_size - sizeof(std::atomic<ticket>)] = {};
+  char pad_[detail::cache_line_size - 3 * sizeof(std::atomic<ticket>)] = {};
 };
 
 }  // namespace crew

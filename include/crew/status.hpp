@@ -27,6 +27,9 @@ enum class shutdown_mode : unsigned char {
   abort,  // run none of them: hand them back; running jobs see a stop request
 };
 
+// What a worker is doing, as stats() and worker_pool::state_of() see it.
+enum class worker_state : std::uint8_t { starting, idle, running, parked, exited };
+
 constexpr std::string_view to_string(submit_status s) noexcept {
   switch (s) {
     case submit_status::accepted: return "accepted";

@@ -12,7 +12,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 namespace crew::detail {
 
@@ -53,23 +52,30 @@ inline stack_range current_stack() noexcept {
   return reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
 }
 
-// Bytes of [low, high) resident in memory (mincore), or 0 when it cannot be measured.
-inline std::size_t resident_bytes(std::uintptr_t low, std::uintptr_t high) {
+// Bytes of [low, high) resident in memory (mincore), or 0 when it cannot be measured. Never
+// allocates (it runs on a worker's noexcept recycle path): asks mincore about a fixed number of
+// pages at a time.
+inline std::size_t resident_bytes(std::uintptr_t low, std::uintptr_t high) noexcept {
   const std::size_t page = page_size();
   low &= ~(page - 1);
   if (high <= low) return 0;
-  const std::size_t length = high - low;
-  std::vector<unsigned char> pages((length + page - 1) / page);
-  // The kernel takes addresses: an integer-to-pointer cast is the point here.
-  // NOLINTNEXTLINE(performance-no-int-to-ptr)
-  if (::mincore(reinterpret_cast<void*>(low), length, pages.data()) != 0) return 0;
+  constexpr std::size_t chunk_pages = 256;
+  unsigned char pages[chunk_pages];
   std::size_t resident = 0;
-  for (unsigned char p : pages) resident += (p & 1U);
+  for (std::uintptr_t at = low; at < high;) {
+    const std::size_t left = (high - at + page - 1) / page;
+    const std::size_t n = left < chunk_pages ? left : chunk_pages;
+    // The kernel takes addresses: an integer-to-pointer cast is the point here.
+    // NOLINTNEXTLINE(performance-no-int-to-ptr)
+    if (::mincore(reinterpret_cast<void*>(at), n * page, pages) != 0) return 0;
+    for (std::size_t i = 0; i < n; ++i) resident += (pages[i] & 1U);
+    at += n * page;
+  }
   return resident * page;
 }
 
 // Bytes of the calling thread's stack that are resident, or 0 when unknown.
-inline std::size_t resident_stack_bytes() {
+inline std::size_t resident_stack_bytes() noexcept {
   const stack_range r = current_stack();
   return r.valid() ? resident_bytes(r.low, r.high) : 0;
 }

@@ -123,6 +123,42 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// Polls `ready` for up to spin_for (or until `deadline`, if sooner) with a run of pauses between
+// polls and a yield every few polls; true as soon as it holds. Workers poll for work before
+// parking, blocked producers for room before sleeping. Spinning about as long as a park plus a
+// wake-up costs keeps a thread awake through the short gaps of a steady stream: measured here
+// (2 cores, trivial jobs, medians of 10 interleaved runs), a worker that spun ~250 pauses parked
+// and was woken ~3,000 times per million jobs from one producer, this one ~200-800, at 1.7x the
+// throughput. The yield matters on a machine with fewer cores than threads: the spinning thread
+// gives its core to the thread it is waiting for. An idle thread pays this once per idle
+// period, then sleeps. `every_yield` runs at each yield (a costlier check, e.g. other workers'
+// stashes); it returns true to end the poll with success too.
+inline constexpr std::chrono::nanoseconds spin_for{20'000};
+inline constexpr int spin_pauses_per_poll = 32;
+inline constexpr unsigned spin_polls_per_yield = 8;
+
+template <class Ready, class AtYield>
+bool poll_briefly(Ready ready, AtYield every_yield, steady_time deadline) noexcept {
+  const steady_time now = std::chrono::steady_clock::now();
+  if (deadline <= now) return ready();  // a passed deadline: look once, never wait
+  const steady_time until = deadline < now + spin_for ? deadline : now + spin_for;
+  for (unsigned polls = 1;; ++polls) {
+    for (int i = 0; i < spin_pauses_per_poll; ++i) cpu_relax();
+    if (ready()) return true;
+    if (polls % spin_polls_per_yield == 0) {
+      std::this_thread::yield();
+      if (every_yield()) return true;
+      if (std::chrono::steady_clock::now() >= until) return false;
+    }
+  }
+}
+
+template <class Ready>
+bool poll_briefly(Ready ready, steady_time deadline) noexcept {
+  return poll_briefly(
+      ready, [] { return false; }, deadline);
+}
+
 // A deadline `d` from now on the steady clock (d <= 0: already passed), saturating at
 // steady_time::max() (which wait_until treats as "no deadline").
 template <class Rep, class Period>
