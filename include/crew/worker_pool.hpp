@@ -33,8 +33,9 @@
 // or handed back) or gets `closed`. No submit can be lost between "accepted" and the drain.
 //
 // Stop tokens: a handler of the stop-token form receives a copy of its worker's token per job
-// (an atomic increment and decrement of the token's shared state). The states are heap blocks
-// allocated together at construction, so two workers' states may share a cache line.
+// (an atomic increment and decrement of the token's shared state); each worker allocates its
+// own source on its own thread (worker_set::adopt_stop_source), so the states do not share a
+// cache line.
 
 #include <algorithm>
 #include <atomic>
@@ -120,7 +121,7 @@ class worker_pool {
     for (std::size_t i = 0; i < worker_count_; ++i) {
       counters_[i].rng = seed + i * 0x9E3779B97F4A7C15ULL;
     }
-    workers_.start_all([this](std::size_t i) noexcept { worker_main(i); },
+    workers_.start_all([this](std::size_t i) noexcept { worker_main(i, false); },
                        [this]() noexcept { begin_shutdown(phase_aborting); });
   }
 
@@ -517,10 +518,12 @@ class worker_pool {
     }
   }
 
-  void worker_main(std::size_t i) noexcept {
+  void worker_main(std::size_t i, bool successor) noexcept {
     detail::current_pool = this;
     detail::worker_counters& c = counters_[i];
-    const std::stop_token token = workers_.stop_source(i).get_token();
+    // A successor (respawn) keeps its worker's source: only the first thread adopts one.
+    const std::stop_token token =
+        successor ? workers_.stop_token(i) : workers_.adopt_stop_source(i);
     std::uint64_t threshold = c.draw_threshold(recycle_after_);
     std::uint64_t since_recycle = 0;
     bool idle_signalled = false;
@@ -646,7 +649,8 @@ class worker_pool {
       c.recycled.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    if (!workers_.respawn(i, [this](std::size_t w) noexcept { worker_main(w); })) return false;
+    if (!workers_.respawn(i, [this](std::size_t w) noexcept { worker_main(w, true); }))
+      return false;
     // Counted after the start (a counter never goes back); fetch_add because the successor may
     // already count too. The pool outlives this thread: the successor joins it.
     c.recycled.fetch_add(1, std::memory_order_relaxed);

@@ -108,11 +108,33 @@ class worker_set {
 
   // Requests a stop on every worker's token (abort). Thread-safe.
   void request_stop_all() noexcept {
+    const std::lock_guard lock(mutex_);  // against adopt_stop_source()
+    stop_all_ = true;
     for (std::size_t i = 0; i < count_; ++i) (void)records_[i].stop.request_stop();
   }
 
-  // Worker i's stop source, as its handler sees it. The source lives as long as the set.
-  const std::stop_source& stop_source(std::size_t i) const noexcept { return records_[i].stop; }
+  // Called by worker i on its thread before its first job: replaces its stop source by one
+  // allocated on this thread and returns its token. A handler of the stop-token form copies the
+  // token per job (an atomic RMW on the source's shared state); sources allocated one after the
+  // other by the constructing thread sit 32 bytes apart and would false-share between workers,
+  // while glibc serves each new thread from its own arena. A stop already requested carries
+  // over. Worker i only.
+  std::stop_token adopt_stop_source(std::size_t i) noexcept {
+    try {
+      std::stop_source mine;
+      const std::lock_guard lock(mutex_);
+      if (stop_all_) (void)mine.request_stop();
+      records_[i].stop = std::move(mine);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory: keep the constructor's source
+    }
+    return stop_token(i);
+  }
+
+  // Worker i's current stop token. Worker i only (a respawned successor keeps the source).
+  std::stop_token stop_token(std::size_t i) const noexcept {
+    const std::lock_guard lock(mutex_);
+    return records_[i].stop.get_token();
+  }
 
   // Worker i's state. Relaxed stores and loads: a diagnostic snapshot (stats().busy,
   // state_of()) and the shutdown's "settled" wait, which re-reads until it holds and is ordered
@@ -208,7 +230,8 @@ class worker_set {
   std::size_t count_;
   std::size_t stack_size_;
   std::string name_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  bool stop_all_ = false;  // guarded by mutex_
   std::atomic<bool> no_respawn_{false};
   alignas(cache_line_size) std::atomic<std::uint32_t> live_{0};
 };
