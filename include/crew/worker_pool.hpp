@@ -63,8 +63,10 @@
 #include "detail/eventcount.hpp"
 #include "detail/handler.hpp"
 #include "detail/pool_support.hpp"
+#include "detail/room.hpp"
 #include "detail/scheduler.hpp"
 #include "detail/stack.hpp"
+#include "detail/submit_range.hpp"
 #include "detail/wait.hpp"
 #include "detail/worker_set.hpp"
 #include "options.hpp"
@@ -109,9 +111,9 @@ class worker_pool {
         options_(detail::checked_options(std::move(options), max_workers)),
         sched_(options_.queue_capacity, options_.workers, "crew::worker_pool"),
         workers_(options_.workers, options_.stack_size, options_.name),
-        counters_(std::make_unique<detail::worker_counters[]>(options_.workers)) {
+        counters_(std::make_unique<detail::worker_counters[]>(options_.workers)),
+        room_(sched_.capacity() / 2) {
     capacity_ = sched_.capacity();
-    low_water_ = capacity_ / 2;
     worker_count_ = options_.workers;
     track_latency_ = options_.track_latency;
     recycle_after_ = options_.recycle_after;
@@ -153,7 +155,7 @@ class worker_pool {
     // leave the pool's code before its members go away. They are counted from the start of the
     // call, so none can be between a failed push and its count. (Starting a call after
     // destruction began is a bug, as for any object.)
-    while (producers_waiting_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    while (room_.producers_inside() != 0) std::this_thread::yield();
   }
 
   // ---- submitting ---------------------------------------------------------------------------
@@ -301,7 +303,7 @@ class worker_pool {
     pool_stats s;
     s.workers = worker_count_;
     s.capacity = capacity_;
-    s.blocked_producers = blocked_producers_.load(std::memory_order_relaxed);
+    s.blocked_producers = room_.blocked();
     s.rejected = rejected_.load(std::memory_order_relaxed);
     s.dropped = dropped_.load(std::memory_order_relaxed);
     s.handed_back = handed_back_.load(std::memory_order_relaxed);
@@ -341,8 +343,8 @@ class worker_pool {
 
  private:
   enum : std::uint32_t { phase_running = 0, phase_draining = 1, phase_aborting = 2 };
-  enum class push_result { accepted, full, closed };
-  enum class room_result { room, closed, timed_out, cancelled };
+  using push_result = detail::push_result;
+  using room_result = detail::room_result;
 
   // ---- submit internals ---------------------------------------------------------------------
 
@@ -365,61 +367,18 @@ class worker_pool {
     if (options_.on_drop) options_.on_drop(std::move(taken));
   }
 
-  static bool stopped(const std::stop_token* token) noexcept {
-    return token != nullptr && token->stop_requested();
-  }
-
-  // Whether a waiting producer may try again: the ring is down to its low-water mark (so
-  // producers refill in bursts instead of waking per freed slot), or closed, or cancelled.
-  // seq_cst loads inside size_approx() and is_closed(): the producer's half of the room
-  // handshake with the workers' claims (wake_producers).
-  bool room_or_done(const std::stop_token* token) const noexcept {
-    return sched_.ring().size_approx() <= low_water_ || sched_.closed() || stopped(token);
-  }
-
-  // Waits (polling briefly, then asleep) until there is room, the pool closes, the deadline
-  // passes or the token is stopped. `retry`: the last push failed although room was seen (a
-  // worker is between claiming a slot and releasing it): sleep a little first instead of
-  // polling, so that no path spins.
-  room_result wait_for_room(detail::steady_time deadline, const std::stop_token* token,
-                            bool retry) {
-    struct waker {
-      worker_pool* pool;
-      void operator()() const noexcept { pool->wake_all_producers(); }
-    };
-    std::optional<std::stop_callback<waker>> on_stop;
-    if (token != nullptr && token->stop_possible()) on_stop.emplace(*token, waker{this});
-    const detail::blocked_scope blocked(blocked_producers_);
-    if (retry) {
-      const detail::steady_time now = std::chrono::steady_clock::now();
-      if (now >= deadline) return room_result::timed_out;
-      std::this_thread::sleep_until(std::min(deadline, now + retry_sleep));
-    }
-    const auto verdict = [&] {
-      if (sched_.closed()) return room_result::closed;
-      return stopped(token) ? room_result::cancelled : room_result::room;
-    };
-    // Poll first: at full speed the workers free half the ring in microseconds, sooner than a
-    // sleep and a wake-up would take. A passed deadline: one look.
-    if (detail::poll_briefly([&] { return room_or_done(token); }, deadline)) return verdict();
-    for (;;) {
-      const std::uint32_t epoch = room_.prepare();
-      if (room_or_done(token)) {
-        room_.done();
-        return verdict();
-      }
-      const bool woken = room_.wait(epoch, deadline);
-      room_.done();
-      if (room_or_done(token)) return verdict();
-      if (!woken) return room_result::timed_out;
-    }
+  detail::room_result wait_for_room(detail::steady_time deadline, const std::stop_token* token,
+                                    bool retry) {
+    return room_.wait(
+        deadline, token, retry, [this] { return sched_.ring().size_approx(); },
+        [this] { return sched_.closed(); });
   }
 
   submit_status submit_waiting(Job& job, detail::steady_time deadline,
                                const std::stop_token* token) {
     // Counted from the start of the call, so the destructor never frees the pool under a
     // producer that is about to wait (see ~worker_pool).
-    const detail::blocked_scope inside(producers_waiting_);
+    const detail::blocked_scope inside(room_.inside_count());
     push_result r = push(job);
     if (r != push_result::full) return to_status(r);
     if (in_own_worker()) {
@@ -439,71 +398,27 @@ class worker_pool {
     }
   }
 
+  // The pool's side of detail::submit_range (bulk submits).
+  struct range_ops {
+    worker_pool* pool;
+    push_result push(Job& job) const noexcept { return pool->push(job); }
+    template <class It>
+    std::size_t push_run(It it, std::size_t n) const noexcept {
+      return pool->sched_.push_bulk(detail::stamping_iterator<Job, It>{it, pool->stamp()}, n);
+    }
+    bool closed() const noexcept { return pool->sched_.closed(); }
+    void drop(Job&& job) const { pool->drop(std::move(job)); }
+    bool may_wait() const noexcept { return !pool->in_own_worker(); }
+    void refused() const noexcept { pool->rejected_.fetch_add(1, std::memory_order_relaxed); }
+    room_result wait(bool retry) const {
+      return pool->wait_for_room(detail::steady_time::max(), nullptr, retry);
+    }
+    std::atomic<std::uint32_t>& inside_count() const noexcept { return pool->room_.inside_count(); }
+  };
+
   template <class R>
   std::size_t submit_range(R& range, overflow_policy policy) {
-    auto it = std::ranges::begin(range);
-    const auto end = std::ranges::end(range);
-    using rvalue_ref = std::ranges::range_rvalue_reference_t<R>;
-    // Runs: a forward range whose elements become jobs without a chance of throwing is pushed
-    // a run at a time straight from the range (one tail claim per run).
-    constexpr bool runs =
-        std::ranges::forward_range<R> && std::is_nothrow_constructible_v<Job, rvalue_ref>;
-    // Otherwise element by element: an element that is a Job lvalue is pushed in place (moved
-    // only when accepted); any other element is first made into a Job, kept across waits.
-    constexpr bool in_place = std::is_same_v<std::ranges::range_reference_t<R>, Job&>;
-    std::optional<detail::blocked_scope> inside;  // as in submit_waiting
-    if (policy == overflow_policy::block) inside.emplace(producers_waiting_);
-    std::size_t accepted = 0;
-    [[maybe_unused]] std::size_t remaining = 0;
-    if constexpr (runs) remaining = static_cast<std::size_t>(std::ranges::distance(it, end));
-    std::optional<Job> made;
-    bool retry = false;
-    while (it != end) {
-      push_result r = push_result::full;
-      if constexpr (runs) {
-        using base_it = std::remove_cvref_t<decltype(it)>;
-        const std::size_t n =
-            sched_.push_bulk(detail::stamping_iterator<Job, base_it>{it, stamp()}, remaining);
-        if (n != 0) {
-          std::ranges::advance(it, static_cast<std::ranges::range_difference_t<R>>(n));
-          remaining -= n;
-          accepted += n;
-          retry = false;
-          continue;
-        }
-        if (sched_.closed()) r = push_result::closed;
-      } else if constexpr (in_place) {
-        r = push(*it);
-      } else {
-        if (!made) made.emplace(std::ranges::iter_move(it));
-        r = push(*made);
-      }
-      if (r == push_result::accepted) {
-        made.reset();
-        ++accepted;
-        ++it;
-        retry = false;
-        continue;
-      }
-      if (r == push_result::closed) break;
-      // The next element does not fit.
-      if (policy == overflow_policy::drop) {
-        if (made) {
-          drop(std::move(*made));
-          made.reset();
-          ++it;
-        }
-        for (; it != end; ++it) drop(Job(std::ranges::iter_move(it)));
-        break;
-      }
-      if (policy == overflow_policy::reject || in_own_worker()) {
-        rejected_.fetch_add(1, std::memory_order_relaxed);
-        break;
-      }
-      if (wait_for_room(detail::steady_time::max(), nullptr, retry) == room_result::closed) break;
-      retry = true;
-    }
-    return accepted;
+    return detail::submit_range<Job>(range, policy, range_ops{this});
   }
 
   // ---- worker internals ---------------------------------------------------------------------
@@ -594,14 +509,10 @@ class worker_pool {
     detail::bump(c.executed);
   }
 
-  // After a ring claim (a seq_cst RMW on its head): producers sleeping for room wait for the
-  // low-water mark; wake them all then. has_waiters() is the seq_cst load of the handshake.
+  // After a ring claim (a seq_cst RMW on its head): see detail::room_gate::after_claim.
   void wake_producers() noexcept {
-    if (room_.has_waiters() && sched_.ring().size_approx() <= low_water_) room_.notify_all();
+    room_.after_claim([this] { return sched_.ring().size_approx(); });
   }
-
-  // Wakes every blocked producer (shutdown, a stop request).
-  void wake_all_producers() noexcept { room_.notify_all(); }
 
   // Tells wait_idle() callers to re-check. The fence orders the worker's last counter store
   // before the waiter-count load (the notifier's half of the eventcount handshake).
@@ -618,22 +529,10 @@ class worker_pool {
     return done >= sched_.ring().pushed_count();
   }
 
+  // The fence in eventcount::await pairs with the one in signal_idle(): either the waiter sees
+  // the last count, or the worker sees the waiter and bumps the epoch after its read.
   bool wait_idle_by(detail::steady_time deadline) {
-    bool idle = false;
-    std::uint32_t epoch = idle_.prepare();
-    for (;;) {
-      // seq_cst: pairs with the fence in signal_idle(); either we see the last count, or the
-      // worker sees our announcement and bumps the epoch after our read of it.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (is_idle()) {
-        idle = true;
-        break;
-      }
-      if (!idle_.wait(epoch, deadline)) break;
-      epoch = idle_.epoch();
-    }
-    idle_.done();
-    return idle;
+    return idle_.await([this] { return is_idle(); }, deadline);
   }
 
   // Recycles the calling worker. Returns true when a new thread now runs this worker (the
@@ -669,7 +568,7 @@ class worker_pool {
     // After the phase: a worker that sees the ring closed also sees the phase.
     sched_.close();
     sched_.wake_all();
-    wake_all_producers();
+    room_.wake_all();
   }
 
   // Takes every job still in the pool (stashes, then the ring) into `out`, for a report.
@@ -710,8 +609,6 @@ class worker_pool {
                      report.executed == sched_.ring().pushed_count();
   }
 
-  static constexpr std::chrono::microseconds retry_sleep{20};
-
   // Read-mostly configuration and the handler.
   Handler handler_;
   options_type options_;
@@ -720,17 +617,12 @@ class worker_pool {
   std::unique_ptr<detail::worker_counters[]> counters_;
   std::size_t worker_count_ = 0;
   std::size_t capacity_ = 0;
-  std::size_t low_water_ = 0;  // blocked producers sleep until the ring is down to this
   std::uint64_t recycle_after_ = 0;
   bool track_latency_ = false;
 
-  // Producers sleeping for room: read by every claim (has_waiters), written only by waiters.
-  detail::eventcount room_;
-  // wait_idle() callers.
+  // Producers waiting for room (and the destructor's count of them); wait_idle() callers.
+  detail::room_gate room_;
   detail::eventcount idle_;
-  // Statistics and the destructor's count: each on its own line, away from room_.
-  alignas(detail::cache_line_size) std::atomic<std::uint32_t> blocked_producers_{0};
-  alignas(detail::cache_line_size) std::atomic<std::uint32_t> producers_waiting_{0};
   // Lifecycle.
   alignas(detail::cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
   // Slow-path counters (refusals and hand-backs only). rejected_ and dropped_ are relaxed:

@@ -40,6 +40,30 @@ class eventcount {
   // skip its system call; a stale non-zero costs one needless wake, never a lost one.
   void done() noexcept { waiters_.fetch_sub(1, std::memory_order_relaxed); }
 
+  // Waiter: the whole protocol. Sleeps until `cond()` holds (true) or the deadline passes with
+  // it still false (false); `cond` is re-checked after announcing and after every wake-up. The
+  // fence orders the announcement before the re-check for conditions read with weaker loads.
+  // Thread-safe.
+  template <class Cond>
+  bool await(Cond cond, steady_time deadline) {
+    std::uint32_t e = prepare();
+    bool holds = false;
+    for (;;) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (cond()) {
+        holds = true;
+        break;
+      }
+      if (!wait(e, deadline)) {
+        holds = cond();
+        break;
+      }
+      e = epoch();
+    }
+    done();
+    return holds;
+  }
+
   // Notifier: whether anyone may be waiting (the seq_cst load of the handshake). Thread-safe.
   bool has_waiters() const noexcept { return waiters_.load(std::memory_order_seq_cst) != 0; }
 

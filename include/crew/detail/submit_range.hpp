@@ -1,0 +1,95 @@
+#pragma once
+
+// crew::detail::submit_range: a pool's bulk submit (submit_bulk / try_submit_bulk) over any
+// input range, in order, under an overflow policy, as DESIGN.md's submit table says: it stops
+// at the first element refused (block: waits for room; reject: stops when full; drop: accepts
+// what fits and drops the rest) or at closed, returns how many were accepted (always a prefix),
+// and moves from accepted (or dropped) elements only. The pool supplies the operations (Ops):
+//   push(Job&) -> push_result      one attempt, moves only when accepted
+//   push_run(It, n) -> size_t      a run straight from the range with one tail claim
+//   closed(), drop(Job&&), may_wait(), refused(), wait(bool retry) -> room_result,
+//   inside_count()                 the destructor's count of producers inside a waiting submit
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <optional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+
+#include "../options.hpp"
+#include "pool_support.hpp"
+#include "room.hpp"
+
+namespace crew::detail {
+
+enum class push_result { accepted, full, closed };
+
+template <class Job, class R, class Ops>
+std::size_t submit_range(R& range, overflow_policy policy, const Ops& ops) {
+  auto it = std::ranges::begin(range);
+  const auto end = std::ranges::end(range);
+  using rvalue_ref = std::ranges::range_rvalue_reference_t<R>;
+  // Runs: a forward range whose elements become jobs without a chance of throwing is pushed
+  // a run at a time straight from the range (one tail claim per run).
+  constexpr bool runs =
+      std::ranges::forward_range<R> && std::is_nothrow_constructible_v<Job, rvalue_ref>;
+  // Otherwise element by element: an element that is a Job lvalue is pushed in place (moved
+  // only when accepted); any other element is first made into a Job, kept across waits.
+  constexpr bool in_place = std::is_same_v<std::ranges::range_reference_t<R>, Job&>;
+  std::optional<blocked_scope> inside;  // counted from the start, as single waiting submits
+  if (policy == overflow_policy::block) inside.emplace(ops.inside_count());
+  std::size_t accepted = 0;
+  [[maybe_unused]] std::size_t remaining = 0;
+  if constexpr (runs) remaining = static_cast<std::size_t>(std::ranges::distance(it, end));
+  std::optional<Job> made;
+  bool retry = false;
+  while (it != end) {
+    push_result r = push_result::full;
+    if constexpr (runs) {
+      const std::size_t n = ops.push_run(it, remaining);
+      if (n != 0) {
+        std::ranges::advance(it, static_cast<std::ranges::range_difference_t<R>>(n));
+        remaining -= n;
+        accepted += n;
+        retry = false;
+        continue;
+      }
+      if (ops.closed()) r = push_result::closed;
+    } else if constexpr (in_place) {
+      r = ops.push(*it);
+    } else {
+      if (!made) made.emplace(std::ranges::iter_move(it));
+      r = ops.push(*made);
+    }
+    if (r == push_result::accepted) {
+      made.reset();
+      ++accepted;
+      ++it;
+      retry = false;
+      continue;
+    }
+    if (r == push_result::closed) break;
+    // The next element does not fit.
+    if (policy == overflow_policy::drop) {
+      if (made) {
+        ops.drop(std::move(*made));
+        made.reset();
+        ++it;
+      }
+      for (; it != end; ++it) ops.drop(Job(std::ranges::iter_move(it)));
+      break;
+    }
+    if (policy == overflow_policy::reject || !ops.may_wait()) {
+      ops.refused();
+      break;
+    }
+    if (ops.wait(retry) == room_result::closed) break;
+    retry = true;
+  }
+  return accepted;
+}
+
+}  // namespace crew::detail
