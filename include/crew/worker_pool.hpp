@@ -442,7 +442,11 @@ class worker_pool {
     std::uint64_t threshold = c.draw_threshold(recycle_after_);
     std::uint64_t since_recycle = 0;
     bool idle_signalled = false;
-    workers_.set_state(i, worker_state::idle);
+    if (successor) {
+      workers_.set_state(i, worker_state::idle);
+    } else {
+      workers_.mark_started(i);
+    }
     auto run = [&](envelope&& env) noexcept {
       workers_.set_state(i, worker_state::running);
       run_one(c, env, token);

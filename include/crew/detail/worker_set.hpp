@@ -80,6 +80,20 @@ class worker_set {
       join_all();
       throw;
     }
+    // The pool is ready when its constructor returns: every worker has made its per-thread
+    // set-up (its stop source), so no allocation of a worker's start lands among the jobs.
+    for (;;) {
+      const std::uint32_t n = started_.load(std::memory_order_seq_cst);
+      if (n >= count_) break;
+      (void)wait_until(started_, n, steady_time::max());
+    }
+  }
+
+  // Worker i, once at its first start after its per-thread set-up. Worker i only.
+  void mark_started(std::size_t i) noexcept {
+    set_state(i, worker_state::idle);
+    started_.fetch_add(1, std::memory_order_seq_cst);
+    wake_all(started_);
   }
 
   // Replaces the calling worker i's thread by a new one running body(i) (after joining this
@@ -234,6 +248,7 @@ class worker_set {
   bool stop_all_ = false;  // guarded by mutex_
   std::atomic<bool> no_respawn_{false};
   alignas(cache_line_size) std::atomic<std::uint32_t> live_{0};
+  std::atomic<std::uint32_t> started_{0};  // first starts, for start_all's wait
 };
 
 }  // namespace crew::detail
