@@ -27,6 +27,20 @@
 //       variable meanwhile, so it takes no core from the workers). items_per_second.
 //   BM_Peers_Skewed/<c>   as Small, but every 100th job (deterministic) runs 100x longer
 //       (~20 us): how a pool copes with a few long jobs among many short ones.
+//   BM_Peers_HeadOfLine/<c>   head-of-line blocking: 20,000 compute jobs, one producer submitting
+//       one at a time; jobs 0, 100, 200, ... (1 in 100, a long one first) run 1000x longer than
+//       the others: a short job is the spin chain calibrated at startup to ~1 us, a long one is
+//       1000x its rounds (~1 ms). Each iteration is ~110 ms of work for 2 workers. Time is
+//       manual, the makespan as in Small. Counters: makespan_ms (mean over the iterations);
+//       ideal_ms = (19,800 x t_short + 200 x t_long) / workers, where t_short and t_long are the
+//       costs of one short and one long job measured at startup on one thread (best of 7 runs of
+//       2,000 short or 5 long calls, like peers_work_ns; JSON context peers_hol_short_ns and
+//       peers_hol_long_ns): the makespan of a perfect scheduler whose submits cost nothing; and
+//       makespan_over_ideal = makespan_ms / ideal_ms. 1.0 is unreachable: the producer shares the
+//       workers' cores, and the last long job (job 19,900) is followed by only ~99 us of short
+//       ones. A pool that lets short jobs wait behind a long one on a busy worker (a worker's
+//       private batch, a stolen-from deque) while another worker idles shows up above the rest.
+//       items_per_second too.
 //   BM_Peers_Bursty/<c>   10 bursts of 10,000 trivial jobs, each burst after a 5 ms sleep in
 //       which the workers go idle; a job carries its submit time (stamped just before the submit
 //       call, so time spent blocked in a full bounded queue counts) and records when it starts.
@@ -38,8 +52,11 @@
 //       cpu_ms_per_s (process CPU ms per wall second: spinning, timers, wake-ups). One
 //       iteration.
 // thread_per_job runs fewer jobs (thread creation costs ~25 us here): 2,000 per producer in
-// Trivial, and a tenth of the jobs in Small, Skewed (10,000) and Bursty (10 bursts of 1,000), so
-// an iteration stays well under 2 s. Its items_per_second compare; its burst_ms does not.
+// Trivial, and a tenth of the jobs in Small, Skewed (10,000), HeadOfLine (2,000, 20 of them long;
+// its ideal_ms is for those) and Bursty (10 bursts of 1,000), so an iteration stays well under
+// 2 s. Its items_per_second compare; its burst_ms, makespan_ms and makespan_over_ideal do not
+// (HeadOfLine with all 20,000 jobs took 1.65 s an iteration, 14.5x its ideal, against 8.5x at
+// 2,000: the more threads alive at once, the dearer each one).
 //
 // Run: build/bench/bench/peers_bench --benchmark_repetitions=5
 //        --benchmark_report_aggregates_only=true --benchmark_format=json
@@ -120,12 +137,16 @@ constexpr std::size_t kComputeJobs = 100'000;      // Small, Skewed
 constexpr double kComputeNs = 200.0;               // Small, Skewed: cost of one job
 constexpr std::size_t kSkewEvery = 100;            // Skewed: every 100th job is long...
 constexpr std::int64_t kSkewFactor = 100;          // ... and 100x longer
+constexpr std::size_t kHolJobs = 20'000;           // HeadOfLine, per iteration
+constexpr double kHolShortNs = 1000.0;             // HeadOfLine: cost of a short job
+constexpr std::size_t kHolLongEvery = 100;         // HeadOfLine: jobs 0, 100, 200, ... are long...
+constexpr std::int64_t kHolLongFactor = 1000;      // ... and 1000x longer (~1 ms)
 constexpr int kBursts = 10;                        // Bursty, per iteration
 constexpr std::size_t kBurstJobs = 10'000;         // Bursty, per burst
 constexpr auto kBurstGap = 5ms;                    // Bursty: idle time before each burst
 constexpr std::size_t kWarmupJobs = 1000;          // IdleCpu
 constexpr auto kIdleWindow = 1s;                   // IdleCpu
-constexpr std::size_t kThreadPerJobShare = 10;     // thread_per_job: 1/10 of Small/Skewed/Bursty
+constexpr std::size_t kThreadPerJobShare = 10;     // thread_per_job: 1/10 of Small/.../Bursty
 constexpr auto kWaitLimit = 60s;  // a wait for jobs longer than this fails the benchmark
 
 std::int64_t now_ns() {
@@ -249,6 +270,11 @@ std::uint64_t spin(std::int64_t rounds) {
   return x;
 }
 std::int64_t g_rounds_200ns = 0;  // set by calibrate() before any benchmark runs
+// HeadOfLine, also set by calibrate(): rounds of a short job (~1 us; a long one runs
+// kHolLongFactor times as many), and the measured cost of one short and one long job.
+std::int64_t g_hol_short_rounds = 0;
+double g_hol_short_ns = 0.0;
+double g_hol_long_ns = 0.0;
 
 void compute_job(std::int64_t rounds) {
   benchmark::DoNotOptimize(spin(rounds));
@@ -280,17 +306,30 @@ double best_ns_per_call(std::int64_t rounds, int calls) {
   return best;
 }
 
+// Rounds of spin() for one call of target_ns: a first guess from ns_per_round (measured on one
+// long call), then, since short calls do not run at quite the speed of one long one, corrected
+// once at the real length (`calls` calls per timed run).
+std::int64_t calibrate_rounds(double ns_per_round, double target_ns, int calls) {
+  std::int64_t rounds = std::max<std::int64_t>(1, std::llround(target_ns / ns_per_round));
+  const double ns_per_call = best_ns_per_call(rounds, calls);
+  rounds = std::llround(static_cast<double>(rounds) * target_ns / ns_per_call);
+  return std::max<std::int64_t>(1, rounds);
+}
+
 void calibrate() {
   constexpr std::int64_t kProbe = 1'000'000;
   const double ns_per_round = best_ns_per_call(kProbe, 1) / static_cast<double>(kProbe);
-  std::int64_t rounds = std::max<std::int64_t>(1, std::llround(kComputeNs / ns_per_round));
-  // Short calls do not run at quite the speed of one long one: correct once at the real length.
-  const double ns_per_call = best_ns_per_call(rounds, 10'000);
-  rounds = std::llround(static_cast<double>(rounds) * kComputeNs / ns_per_call);
-  g_rounds_200ns = std::max<std::int64_t>(1, rounds);
+  g_rounds_200ns = calibrate_rounds(ns_per_round, kComputeNs, 10'000);
   benchmark::AddCustomContext("peers_work_rounds", std::to_string(g_rounds_200ns));
   benchmark::AddCustomContext("peers_work_ns",
                               std::to_string(best_ns_per_call(g_rounds_200ns, 10'000)));
+  // HeadOfLine: ~65 ms more at startup (7 runs of 2,000 short calls, then of 5 long ones).
+  g_hol_short_rounds = calibrate_rounds(ns_per_round, kHolShortNs, 2'000);
+  g_hol_short_ns = best_ns_per_call(g_hol_short_rounds, 2'000);
+  g_hol_long_ns = best_ns_per_call(g_hol_short_rounds * kHolLongFactor, 5);
+  benchmark::AddCustomContext("peers_hol_short_rounds", std::to_string(g_hol_short_rounds));
+  benchmark::AddCustomContext("peers_hol_short_ns", std::to_string(g_hol_short_ns));
+  benchmark::AddCustomContext("peers_hol_long_ns", std::to_string(g_hol_long_ns));
 }
 
 // ---- benchmarks ---------------------------------------------------------------------------------
@@ -401,6 +440,46 @@ void bm_compute(benchmark::State& state, std::size_t jobs, bool skewed) {
   check_ran(state, submitted);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(jobs));
+}
+
+// HeadOfLine: job i is long when i % kHolLongEvery == 0, so a long job heads every set.
+template <class Contender>
+void bm_head_of_line(benchmark::State& state, std::size_t jobs) {
+  g_done.store(0);
+  std::uint64_t submitted = 0;
+  std::int64_t makespans_ns = 0;  // summed over the iterations
+  const std::int64_t long_rounds = g_hol_short_rounds * kHolLongFactor;
+  {
+    Contender c(workers(), compute_job);
+    for (auto _ : state) {
+      submitted += jobs;
+      begin_round(submitted);
+      const std::int64_t start = now_ns();
+      for (std::size_t i = 0; i < jobs; ++i) {
+        c.submit(i % kHolLongEvery == 0 ? long_rounds : g_hol_short_rounds);
+      }
+      const std::optional<std::int64_t> end = end_round();
+      if (!end) {
+        timed_out(state, submitted);
+        break;
+      }
+      makespans_ns += *end - start;
+      state.SetIterationTime(static_cast<double>(*end - start) * 1e-9);
+    }
+  }
+  check_ran(state, submitted);
+  const auto iterations = static_cast<std::int64_t>(state.iterations());
+  state.SetItemsProcessed(iterations * static_cast<std::int64_t>(jobs));
+  if (state.error_occurred() || iterations == 0) return;
+  const std::size_t long_jobs = (jobs + kHolLongEvery - 1) / kHolLongEvery;
+  const double work_ns = static_cast<double>(jobs - long_jobs) * g_hol_short_ns +
+                         static_cast<double>(long_jobs) * g_hol_long_ns;
+  const double ideal_ms = work_ns / static_cast<double>(workers()) * 1e-6;
+  const double makespan_ms =
+      static_cast<double>(makespans_ns) * 1e-6 / static_cast<double>(iterations);
+  state.counters["makespan_ms"] = makespan_ms;
+  state.counters["ideal_ms"] = ideal_ms;
+  state.counters["makespan_over_ideal"] = makespan_ms / ideal_ms;
 }
 
 template <class Contender>
@@ -516,6 +595,12 @@ void register_all() {
           ->Unit(benchmark::kMillisecond);
     });
   }
+  crew_bench::for_each_contender([]<class C>() {
+    const std::size_t jobs = kHolJobs / (is_thread_per_job<C> ? kThreadPerJobShare : 1);
+    RegisterBenchmark(("BM_Peers_HeadOfLine/" + string(C::name)).c_str(), bm_head_of_line<C>, jobs)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+  });
   crew_bench::for_each_contender([]<class C>() {
     const std::size_t jobs = kBurstJobs / (is_thread_per_job<C> ? kThreadPerJobShare : 1);
     RegisterBenchmark(("BM_Peers_Bursty/" + string(C::name)).c_str(), bm_bursty<C>, jobs)

@@ -251,5 +251,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check(s.rejected >= m->n_refused && s.rejected <= m->n_refused + m->short_bulks,
         "rejected disagrees with the model");
   if (m->drain_only) check(reports.back().drained, "drain-only sequence not drained");
+  // The final shutdown left no worker running: drained means exactly "nothing came back".
+  check(reports.back().drained == (back == 0), "final report's drained flag is wrong");
+  for (const auto& r : reports) {
+    check(!r.drained || (r.handed_back.empty() && r.still_running == 0),
+          "a report claimed drained with jobs handed back or running");
+  }
   return 0;
 }

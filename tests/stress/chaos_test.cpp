@@ -500,6 +500,14 @@ class harness {
         expect(drop_n <= 1, "a job dropped more than once", id);
       }
     }
+    // The final shutdown left no worker running (checked above): drained means exactly "nothing
+    // came back"; no report may claim drained while it hands jobs back or leaves workers running.
+    if (reports.back().drained != (back == 0)) fail("final report's drained flag is wrong");
+    for (const auto& rep : reports) {
+      if (rep.drained && (!rep.handed_back.empty() || rep.still_running != 0)) {
+        fail("a report claimed drained with jobs handed back or running");
+      }
+    }
     const auto eq = [&](const char* what, std::uint64_t pool_says, std::uint64_t we_say) {
       if (pool_says != we_say) {
         fail(std::string("stats().") + what + " = " + std::to_string(pool_says) +
