@@ -24,13 +24,24 @@
  *   and the search also rejects deadlocks (a process stuck outside an end state).
  * Indices start at 254, so every run wraps the mod-256 indices.
  *
- * Configurations (run.sh runs each `@config` line below; -D flags passed to spin):
- * @config two-thieves:     -DN=2 -DJOBS=4 -DTHIEVES=2 -DCOLLECTOR=0
- * @config thief-collector: -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
- * @config n4:              -DN=4 -DJOBS=5 -DTHIEVES=1 -DCOLLECTOR=1
+ *   P5 a successful claim's tail read is still current at its CAS (so a claim is one atomic
+ *      step, which park.pml's coarse steal relies on: see stash_ops.inc).
  *
- * Planted bugs (verified by hand: run.sh --mutants re-runs them, each must FAIL):
- *   RESULTS_STASH_PLACEHOLDER
+ * Configurations (run.sh: @config lines by default, @mutant lines with --mutants, each of which
+ * must FAIL; flags go to spin -a). N=4 needs JOBS >= N + 1 for the owner to come back round to
+ * a slot a thief still reads.
+ * @config  two-thieves        -DN=2 -DJOBS=4 -DTHIEVES=2 -DCOLLECTOR=0
+ * @config  thief-collector    -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @config  n4                 -DN=4 -DJOBS=5 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  fill-ignores-steal -DMUT_FILL_IGNORES_STEAL -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  fill-no-room       -DMUT_FILL_NO_ROOM -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  fill-any-time      -DMUT_FILL_ANY_TIME -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  steal-drops-steal  -DMUT_STEAL_DROPS_STEAL -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  steal-rounds-down  -DMUT_STEAL_ROUNDS_DOWN -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  steal-no-busy      -DMUT_STEAL_NO_BUSY -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ * @mutant  pop-keeps-steal    -DMUT_POP_KEEPS_STEAL -DN=2 -DJOBS=4 -DTHIEVES=1 -DCOLLECTOR=1
+ *
+ * RESULTS_STASH_PLACEHOLDER
  */
 
 #ifndef N
@@ -49,6 +60,7 @@
 #define NSTASH (1 + THIEVES)
 #define START 254
 #define ON_PUBLISH(b) skip
+#define ON_STEAL skip
 
 byte taken[JOBS + 1];
 byte finished;  /* processes that have ended (Promela removes processes only in reverse order of

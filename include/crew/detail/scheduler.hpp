@@ -129,7 +129,8 @@ class scheduler {
       for (;;) {
         out.reserve(out.size() + stash_size);
         bool busy = false;
-        const std::uint32_t n = stashes_[i].steal(sink, true, stash_size, busy);
+        std::uint32_t left = 0;
+        const std::uint32_t n = stashes_[i].steal(sink, true, stash_size, busy, left);
         taken += n;
         if (n == 0 && !busy) break;
         if (busy) std::this_thread::yield();  // a thief is copying out: let it finish
@@ -189,10 +190,15 @@ class scheduler {
       stash_type& victim = stashes_[(i + k) % workers_];
       if (victim.size_approx() == 0) continue;  // relaxed hint; the steal's CAS decides
       bool busy = false;
+      std::uint32_t left = 0;
       const std::uint32_t n =
-          own.fill([&](auto put) noexcept { return victim.steal(put, false, room, busy); });
+          own.fill([&](auto put) noexcept { return victim.steal(put, false, room, busy, left); });
       if (n == 0) continue;
-      if (n > 1) announce_stashed();  // the rest stays stealable from us
+      // The rest stays stealable from us, and what we left in the victim's stash from it: each
+      // needs its own wake-up, or with three workers or more a parked one could sleep while a
+      // job waits behind the victim's running job (found by tests/model/park.pml, config w3).
+      if (n > 1) announce_stashed();
+      if (left != 0) announce_stashed();
       return own.pop(run);
     }
     return false;

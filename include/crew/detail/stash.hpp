@@ -135,9 +135,12 @@ class stash {
   // Claims half (rounded up) of the available jobs, or all of them when `all`, at most `limit`,
   // and hands each to `sink(T&&)` (nothrow) in FIFO order. Returns how many; 0 when the stash
   // is empty or another steal is in progress (then `busy` is set). Any thread but the owner.
+  // `left` receives how many jobs the claim left behind in this stash.
   template <class Sink>
-  std::uint32_t steal(Sink&& sink, bool all, std::uint32_t limit, bool& busy) noexcept {
+  std::uint32_t steal(Sink&& sink, bool all, std::uint32_t limit, bool& busy,
+                      std::uint32_t& left) noexcept {
     busy = false;
+    left = 0;
     // acquire: see the latest claims before reading the tail.
     std::uint64_t h = head_.load(std::memory_order_acquire);
     std::uint32_t real = 0;
@@ -157,6 +160,7 @@ class stash {
       // Advance real, keep steal: the slots [steal, real + n) stay reserved while we read.
       if (head_.compare_exchange_weak(h, pack(steal_of(h), real + n), std::memory_order_seq_cst,
                                       std::memory_order_acquire)) {
+        left = available - n;
         break;
       }
     }
