@@ -85,42 +85,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "alloc_counter.hpp"  // replaces operator new in this binary: g_news
 #include "peers.hpp"
 
-// ---- allocation counting ------------------------------------------------------------------------
-namespace {
-std::atomic<std::uint64_t> g_news{0};
-void* counted(std::size_t n, std::size_t align) {
-  // Relaxed: a statistic; it is read after the iteration's threads were joined or its jobs
-  // counted, which orders these increments before the read.
-  g_news.fetch_add(1, std::memory_order_relaxed);
-  if (n == 0) n = 1;
-  void* p = align <= alignof(std::max_align_t)
-                ? std::malloc(n)
-                : std::aligned_alloc(align, (n + align - 1) / align * align);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-void* operator new(std::size_t n) { return counted(n, 0); }
-void* operator new[](std::size_t n) { return counted(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) {
-  return counted(n, static_cast<std::size_t>(a));
-}
-void* operator new[](std::size_t n, std::align_val_t a) {
-  return counted(n, static_cast<std::size_t>(a));
-}
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using crew_bench::g_news;
 
 namespace {
 

@@ -4,6 +4,7 @@
 
 #include "crew/bounded_queue.hpp"
 #include "crew/concurrency.hpp"
+#include "crew/keyed_pool.hpp"
 #include "crew/options.hpp"
 #include "crew/stats.hpp"
 #include "crew/status.hpp"

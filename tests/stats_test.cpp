@@ -242,6 +242,7 @@ pool_stats sample_stats() {
   s.failed = 7;
   s.handed_back = 8;
   s.recycled = 9;
+  s.active_keys = 11;
   return s;
 }
 
@@ -283,7 +284,10 @@ TEST(ToPrometheus, GoldenWithoutLatency) {
       "crew_handed_back_total 8\n"
       "# HELP crew_recycled_total Worker recycles (respawns and stack trims).\n"
       "# TYPE crew_recycled_total counter\n"
-      "crew_recycled_total 9\n";
+      "crew_recycled_total 9\n"
+      "# HELP crew_active_keys Keys with a queued or running job (keyed pools; 0 otherwise).\n"
+      "# TYPE crew_active_keys gauge\n"
+      "crew_active_keys 11\n";
   EXPECT_EQ(crew::to_prometheus(sample_stats(), "crew"), expected);
 }
 
@@ -583,7 +587,7 @@ TEST(ToPrometheus, EveryLineIsValidExposition) {
   s.run_time = make_known();
   const std::string text = crew::to_prometheus(s, "svc:image_pool");
   EXPECT_EQ(exposition_problems(text), std::vector<std::string>{});
-  // 5 gauges + 7 counters + 2 histograms, each with HELP and TYPE; 12 + 2 * (24 + 2) samples.
+  // 6 gauges + 7 counters + 2 histograms, each with HELP and TYPE; 13 + 2 * (24 + 2) samples.
   std::size_t helps = 0;
   std::size_t types = 0;
   std::size_t samples = 0;
@@ -592,9 +596,9 @@ TEST(ToPrometheus, EveryLineIsValidExposition) {
     types += line.rfind("# TYPE ", 0) == 0;
     samples += line.rfind("svc:image_pool_", 0) == 0;
   }
-  EXPECT_EQ(helps, 14u);
-  EXPECT_EQ(types, 14u);
-  EXPECT_EQ(samples, 12u + 2 * (latency_histogram::bucket_count + 2));
+  EXPECT_EQ(helps, 15u);
+  EXPECT_EQ(types, 15u);
+  EXPECT_EQ(samples, 13u + 2 * (latency_histogram::bucket_count + 2));
 }
 
 TEST(ToPrometheus, ValidatorCatchesBadLines) {

@@ -1,7 +1,8 @@
-// Proves that the pool allocates nothing per job in steady state: every operator new in this
+// Proves that the pools allocate nothing per job in steady state: every operator new in this
 // binary is counted, and 100k submits (single, bulk, with latency tracking, with a concrete
-// handler) must add none.
+// handler; a keyed pool over many keys, with std::string keys too) must add none.
 
+#include <crew/keyed_pool.hpp>
 #include <crew/worker_pool.hpp>
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <vector>
 
 namespace {
@@ -122,6 +124,52 @@ TEST(WorkerPoolAllocations, NoAllocationPerJobWithAConcreteHandler) {
   crew::worker_pool<small_job, sum_handler> pool{
       sum_handler{&sum}, {.workers = 2, .queue_capacity = 64, .recycle_after = 0}};
   EXPECT_EQ(allocations_for_submits(pool, false), 0U);
+}
+
+// A keyed pool: 100k jobs over 1,000 keys (each key created and removed many times over), single
+// and bulk submits: the key table and the FIFOs live in storage sized at construction.
+TEST(KeyedPoolAllocations, NoAllocationPerJobOrPerKey) {
+  std::atomic<long> sum{0};
+  crew::keyed_pool<std::uint32_t, small_job, sum_handler> pool{
+      sum_handler{&sum}, {.workers = 2, .queue_capacity = 1024, .recycle_after = 0}};
+  std::vector<small_job> batch(10, small_job{1, 2});
+  const auto run = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const auto key = static_cast<std::uint32_t>((i * 7919) % 1000);
+      EXPECT_EQ(pool.submit(key, small_job{i, 1}), crew::submit_status::accepted);
+      if (i % 100 == 0) {
+        EXPECT_EQ(pool.submit_bulk(key, batch), batch.size());
+      }
+    }
+    pool.wait_idle();
+  };
+  run(1000);  // warm-up
+  const std::uint64_t before = g_allocations.load();
+  run(jobs);
+  const std::uint64_t allocs = g_allocations.load() - before;
+  std::printf("[ allocs   ] %llu allocations for %d keyed submits over 1000 keys\n",
+              static_cast<unsigned long long>(allocs), jobs + jobs / 10);
+  EXPECT_EQ(allocs, 0U);
+  EXPECT_GT(pool.stats().executed, static_cast<std::uint64_t>(jobs));
+}
+
+// Keys whose copy may allocate (std::string beyond the small-string buffer) still cost nothing
+// per job when the key's entry already exists; a new entry copies the key (one allocation for a
+// long string, none for a short one).
+TEST(KeyedPoolAllocations, ShortStringKeysAllocateNothing) {
+  std::atomic<long> sum{0};
+  crew::keyed_pool<std::string, small_job, sum_handler> pool{
+      sum_handler{&sum}, {.workers = 2, .queue_capacity = 256, .recycle_after = 0}};
+  const std::vector<std::string> keys = {"alpha", "beta", "gamma", "delta"};  // SSO-sized
+  for (int i = 0; i < 1000; ++i) (void)pool.submit(keys[static_cast<std::size_t>(i) % 4], {i, 1});
+  pool.wait_idle();
+  const std::uint64_t before = g_allocations.load();
+  for (int i = 0; i < jobs; ++i) {
+    EXPECT_EQ(pool.submit(keys[static_cast<std::size_t>(i) % 4], small_job{i, 1}),
+              crew::submit_status::accepted);
+  }
+  pool.wait_idle();
+  EXPECT_EQ(g_allocations.load() - before, 0U);
 }
 
 TEST(WorkerPoolAllocations, TheCounterSeesAllocations) {

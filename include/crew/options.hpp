@@ -73,6 +73,12 @@ struct pool_options {
   // Record queue-wait and run-time histograms (two clock reads per job); off costs nothing but
   // a predictable branch.
   bool track_latency = false;
+  // keyed_pool only: jobs of one key a worker runs in a row before the key goes behind the other
+  // keys with work (fairness). Must be at least 1. (worker_pool ignores it.)
+  std::size_t key_budget = 16;
+  // keyed_pool only: queued jobs one key may hold (its running job does not count); a submit
+  // over it gets its policy's answer without touching other keys. 0 = no per-key limit.
+  std::size_t max_per_key = 0;
 };
 
 }  // namespace crew

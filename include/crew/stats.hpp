@@ -120,6 +120,7 @@ struct pool_stats {
   bool latency_enabled = false;       // histograms below are filled only when true
   latency_histogram queue_wait;       // submit -> start of the job
   latency_histogram run_time;         // start -> end of the handler
+  std::size_t active_keys = 0;        // keyed_pool: keys with a queued or running job
 };
 
 namespace detail {
@@ -254,17 +255,18 @@ inline void append_histogram(std::string& out, std::string_view prefix, std::str
 // Prometheus text exposition format 0.0.4 of a snapshot. `name` is a metric prefix
 // (e.g. "crew" or "image_pool"); it must match [a-zA-Z_:][a-zA-Z0-9_:]*, otherwise
 // std::invalid_argument. Counters end in `_total` and are TYPE counter; workers, busy,
-// queue depth, capacity, blocked producers are gauges; every metric has a HELP and a TYPE line.
-// When latency_enabled, the two histograms are exposed as TYPE histogram with cumulative
+// queue depth, capacity, blocked producers, active keys are gauges; every metric has a HELP and a
+// TYPE line. When latency_enabled, the two histograms are exposed as TYPE histogram with cumulative
 // `_bucket{le="..."}` lines in SECONDS (le values like "2.56e-07", last le="+Inf"), `_sum`
 // (seconds) and `_count`.
 //
 // The families, for name "crew": gauges crew_workers, crew_busy_workers, crew_queue_depth,
 // crew_queue_capacity, crew_blocked_producers; counters crew_accepted_total,
 // crew_rejected_total, crew_dropped_total, crew_executed_total, crew_failed_total,
-// crew_handed_back_total, crew_recycled_total; histograms crew_queue_wait_seconds and
-// crew_run_time_seconds. Every line ends in '\n'. Throws std::invalid_argument for a bad name,
-// std::bad_alloc when out of memory; thread-safe (it only reads `stats`).
+// crew_handed_back_total, crew_recycled_total; gauge crew_active_keys; histograms
+// crew_queue_wait_seconds and crew_run_time_seconds. Every line ends in '\n'. Throws
+// std::invalid_argument for a bad name, std::bad_alloc when out of memory; thread-safe (it only
+// reads `stats`).
 inline std::string to_prometheus(const pool_stats& stats, std::string_view name) {
   if (!detail::is_prometheus_metric_name(name)) {
     throw std::invalid_argument("crew::to_prometheus: metric name prefix \"" + std::string(name) +
@@ -292,6 +294,8 @@ inline std::string to_prometheus(const pool_stats& stats, std::string_view name)
   counter("_handed_back_total", "Accepted jobs handed back unstarted by a shutdown.",
           stats.handed_back);
   counter("_recycled_total", "Worker recycles (respawns and stack trims).", stats.recycled);
+  gauge("_active_keys", "Keys with a queued or running job (keyed pools; 0 otherwise).",
+        stats.active_keys);
   if (stats.latency_enabled) {
     detail::append_histogram(out, name, "_queue_wait_seconds",
                              "Time from submit to the start of the job.", stats.queue_wait);

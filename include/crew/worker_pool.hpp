@@ -62,10 +62,10 @@
 #include "concurrency.hpp"
 #include "detail/eventcount.hpp"
 #include "detail/handler.hpp"
+#include "detail/job_runner.hpp"
 #include "detail/pool_support.hpp"
 #include "detail/room.hpp"
 #include "detail/scheduler.hpp"
-#include "detail/stack.hpp"
 #include "detail/submit_range.hpp"
 #include "detail/wait.hpp"
 #include "detail/worker_set.hpp"
@@ -88,7 +88,6 @@ class worker_pool {
                 "crew::worker_pool<Job, Handler>: the handler must be callable as "
                 "handler(std::move(job)) or handler(std::move(job), std::stop_token).");
 
-  static constexpr bool handler_takes_token = std::is_invocable_v<Handler&, Job&&, std::stop_token>;
   using envelope = detail::envelope<Job>;
 
  public:
@@ -376,29 +375,10 @@ class worker_pool {
 
   submit_status submit_waiting(Job& job, detail::steady_time deadline,
                                const std::stop_token* token) {
-    // Counted from the start of the call, so the destructor never frees the pool under a
-    // producer that is about to wait (see ~worker_pool).
-    const detail::blocked_scope inside(room_.inside_count());
-    push_result r = push(job);
-    if (r != push_result::full) return to_status(r);
-    if (in_own_worker()) {
-      rejected_.fetch_add(1, std::memory_order_relaxed);
-      return submit_status::rejected;
-    }
-    for (bool retry = false;; retry = true) {
-      const room_result w = wait_for_room(deadline, token, retry);
-      r = push(job);  // one more attempt whatever the wait said: room may have come at the end
-      if (r != push_result::full) return to_status(r);
-      if (w != room_result::room) {
-        rejected_.fetch_add(1, std::memory_order_relaxed);
-        return w == room_result::cancelled ? submit_status::cancelled
-               : w == room_result::closed  ? submit_status::closed
-                                           : submit_status::timed_out;
-      }
-    }
+    return detail::submit_waiting(job, range_ops{this}, deadline, token);
   }
 
-  // The pool's side of detail::submit_range (bulk submits).
+  // The pool's side of detail::submit_waiting and detail::submit_range.
   struct range_ops {
     worker_pool* pool;
     push_result push(Job& job) const noexcept { return pool->push(job); }
@@ -410,8 +390,8 @@ class worker_pool {
     void drop(Job&& job) const { pool->drop(std::move(job)); }
     bool may_wait() const noexcept { return !pool->in_own_worker(); }
     void refused() const noexcept { pool->rejected_.fetch_add(1, std::memory_order_relaxed); }
-    room_result wait(bool retry) const {
-      return pool->wait_for_room(detail::steady_time::max(), nullptr, retry);
+    room_result wait(detail::steady_time deadline, const std::stop_token* token, bool retry) const {
+      return pool->wait_for_room(deadline, token, retry);
     }
     std::atomic<std::uint32_t>& inside_count() const noexcept { return pool->room_.inside_count(); }
   };
@@ -485,32 +465,10 @@ class worker_pool {
     workers_.exited(i);
   }
 
-  // Inlined into the worker's loop: as a call it cost ~18 of the worker's ~76 instructions per
-  // trivial job (saving and restoring registers around the try block).
   [[gnu::always_inline]] inline void run_one(detail::worker_counters& c, envelope& env,
                                              const std::stop_token& token) noexcept {
-    std::uint64_t start = 0;
-    if (track_latency_) {
-      start = detail::now_ns();
-      c.queue_wait.record(start > env.enqueued_ns ? start - env.enqueued_ns : 0);
-    }
-    try {
-      if constexpr (handler_takes_token) {
-        handler_(std::move(env.job), token);
-      } else {
-        handler_(std::move(env.job));
-      }
-    } catch (...) {
-      c.failed.fetch_add(1, std::memory_order_relaxed);
-      if (options_.on_error) {
-        try {
-          options_.on_error(std::current_exception());
-        } catch (...) {  // NOLINT(bugprone-empty-catch): documented: on_error must not throw
-        }
-      }
-    }
-    if (track_latency_) c.run_time.record(detail::now_ns() - start);
-    detail::bump(c.executed);
+    detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
+                    track_latency_);
   }
 
   // After a ring claim (a seq_cst RMW on its head): see detail::room_gate::after_claim.
@@ -542,22 +500,9 @@ class worker_pool {
   // Recycles the calling worker. Returns true when a new thread now runs this worker (the
   // caller must return without touching the worker's state again).
   bool recycle(std::size_t i, detail::worker_counters& c) noexcept {
-    if (phase_.load(std::memory_order_relaxed) != phase_running) return false;
-    if (options_.recycle_stack_limit != 0 &&
-        detail::resident_stack_bytes() <= options_.recycle_stack_limit) {
-      return false;
-    }
-    if (options_.recycle == recycle_mode::trim) {
-      (void)detail::trim_stack();
-      c.recycled.fetch_add(1, std::memory_order_relaxed);
-      return false;
-    }
-    if (!workers_.respawn(i, [this](std::size_t w) noexcept { worker_main(w, true); }))
-      return false;
-    // Counted after the start (a counter never goes back); fetch_add because the successor may
-    // already count too. The pool outlives this thread: the successor joins it.
-    c.recycled.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    return detail::recycle_worker(workers_, i, c, options_,
+                                  phase_.load(std::memory_order_relaxed) == phase_running,
+                                  [this](std::size_t w) noexcept { worker_main(w, true); });
   }
 
   // ---- shutdown internals -------------------------------------------------------------------

@@ -43,7 +43,28 @@ int main() {
                  total.load(), static_cast<unsigned long long>(report.executed), report.drained);
     return 1;
   }
-  std::printf("queue sum %d, pool total %ld over %llu jobs\n", sum, total.load(),
-              static_cast<unsigned long long>(report.executed));
+  // A keyed pool: per-key order, checked by each key's running total of sequence numbers.
+  long last[4] = {-1, -1, -1, -1};  // plain: the pool orders each key's jobs
+  long out_of_order = 0;
+  crew::keyed_pool<int, long> keyed{[&](long&& v) {
+                                      const auto k = static_cast<std::size_t>(v % 4);
+                                      if (v <= last[k]) ++out_of_order;
+                                      last[k] = v;
+                                    },
+                                    {.workers = 2, .queue_capacity = 16}};
+  for (long i = 0; i < 1000; ++i) {
+    if (keyed.submit(static_cast<int>(i % 4), long{i}) != crew::submit_status::accepted) {
+      std::fprintf(stderr, "keyed submit(%ld) was not accepted\n", i);
+      return 1;
+    }
+  }
+  const auto keyed_report = keyed.shutdown();
+  if (keyed_report.executed != 1000 || out_of_order != 0 || last[3] != 999) {
+    std::fprintf(stderr, "keyed pool: executed %llu, %ld out of order\n",
+                 static_cast<unsigned long long>(keyed_report.executed), out_of_order);
+    return 1;
+  }
+  std::printf("queue sum %d, pool total %ld over %llu jobs, keyed pool in order\n", sum,
+              total.load(), static_cast<unsigned long long>(report.executed));
   return 0;
 }

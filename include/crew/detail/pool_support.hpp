@@ -119,18 +119,18 @@ struct blocked_scope {
 
 // The constructor's checks of pool_options, with messages naming the option.
 template <class Options>
-Options checked_options(Options o, std::size_t max_workers) {
+Options checked_options(Options o, std::size_t max_workers,
+                        const std::string& owner = "crew::worker_pool") {
   if (o.workers == 0) {
-    throw std::invalid_argument("crew::worker_pool: options.workers must be at least 1, got 0");
+    throw std::invalid_argument(owner + ": options.workers must be at least 1, got 0");
   }
   if (o.workers > max_workers) {
-    throw std::invalid_argument("crew::worker_pool: options.workers is " +
-                                std::to_string(o.workers) + ", more than the " +
-                                std::to_string(max_workers) + " a pool accepts");
+    throw std::invalid_argument(owner + ": options.workers is " + std::to_string(o.workers) +
+                                ", more than the " + std::to_string(max_workers) +
+                                " a pool accepts");
   }
   if (o.queue_capacity == 0) {
-    throw std::invalid_argument(
-        "crew::worker_pool: options.queue_capacity must be at least 1, got 0");
+    throw std::invalid_argument(owner + ": options.queue_capacity must be at least 1, got 0");
   }
   return o;
 }

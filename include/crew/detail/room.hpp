@@ -47,6 +47,17 @@ class room_gate {
   template <class Size, class Closed>
   room_result wait(steady_time deadline, const std::stop_token* token, bool retry, Size size,
                    Closed closed) {
+    return wait_for(
+        deadline, token, retry, [&] { return size() <= low_water_; }, closed);
+  }
+
+  // As wait(), for any notion of room: waits until `room()` holds (a keyed pool's key below its
+  // bound), `closed()`, the deadline or the token. The notifier calls notify() after making room
+  // (whatever `room()` reads must be ordered before its has_waiters load: a seq_cst RMW or a
+  // lock release the waiter's `room()` acquires). Thread-safe.
+  template <class Room, class Closed>
+  room_result wait_for(steady_time deadline, const std::stop_token* token, bool retry, Room room,
+                       Closed closed) {
     struct waker {
       room_gate* gate;
       void operator()() const noexcept { gate->wake_all(); }
@@ -60,7 +71,7 @@ class room_gate {
       std::this_thread::sleep_until(std::min(deadline, now + retry_sleep));
     }
     const auto stopped = [token] { return token != nullptr && token->stop_requested(); };
-    const auto ready = [&] { return size() <= low_water_ || closed() || stopped(); };
+    const auto ready = [&] { return room() || closed() || stopped(); };
     const auto verdict = [&] {
       if (closed()) return room_result::closed;
       return stopped() ? room_result::cancelled : room_result::room;
@@ -76,6 +87,12 @@ class room_gate {
   template <class Size>
   void after_claim(Size size) noexcept {
     if (waiters_.has_waiters() && size() <= low_water_) waiters_.notify_all();
+  }
+
+  // After making room of the kind wait_for() waits for: wakes the waiters if there are any.
+  // Thread-safe.
+  void notify() noexcept {
+    if (waiters_.has_waiters()) waiters_.notify_all();
   }
 
   // Wakes every waiting producer (shutdown, a stop request). Thread-safe.

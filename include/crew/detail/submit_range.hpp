@@ -1,5 +1,10 @@
 #pragma once
 
+// crew::detail::submit_waiting: a pool's single waiting submit (submit under block, the timed and
+// stop-token forms): one attempt, then, unless called from the pool's own worker, wait for room
+// and retry until accepted, closed, or the wait gives up (timed_out, cancelled). The job is
+// moved from only when accepted. Ops as below, with wait(deadline, token, retry).
+//
 // crew::detail::submit_range: a pool's bulk submit (submit_bulk / try_submit_bulk) over any
 // input range, in order, under an overflow policy, as DESIGN.md's submit table says: it stops
 // at the first element refused (block: waits for room; reject: stops when full; drop: accepts
@@ -7,7 +12,8 @@
 // and moves from accepted (or dropped) elements only. The pool supplies the operations (Ops):
 //   push(Job&) -> push_result      one attempt, moves only when accepted
 //   push_run(It, n) -> size_t      a run straight from the range with one tail claim
-//   closed(), drop(Job&&), may_wait(), refused(), wait(bool retry) -> room_result,
+//   closed(), drop(Job&&), may_wait(), refused(),
+//   wait(steady_time deadline, const std::stop_token*, bool retry) -> room_result
 //   inside_count()                 the destructor's count of producers inside a waiting submit
 
 #include <atomic>
@@ -16,16 +22,46 @@
 #include <iterator>
 #include <optional>
 #include <ranges>
+#include <stop_token>
 #include <type_traits>
 #include <utility>
 
 #include "../options.hpp"
+#include "../status.hpp"
 #include "pool_support.hpp"
 #include "room.hpp"
 
 namespace crew::detail {
 
-enum class push_result { accepted, full, closed };
+// One attempt's outcome. key_full: a keyed pool's key is at max_per_key (the pool has room).
+enum class push_result { accepted, full, key_full, closed };
+
+template <class Job, class Ops>
+submit_status submit_waiting(Job& job, const Ops& ops, steady_time deadline,
+                             const std::stop_token* token) {
+  // Counted from the start of the call, so a pool's destructor never frees the pool under a
+  // producer that is about to wait.
+  const blocked_scope inside(ops.inside_count());
+  push_result r = ops.push(job);
+  if (r == push_result::accepted) return submit_status::accepted;
+  if (r == push_result::closed) return submit_status::closed;
+  if (!ops.may_wait()) {
+    ops.refused();
+    return submit_status::rejected;
+  }
+  for (bool retry = false;; retry = true) {
+    const room_result w = ops.wait(deadline, token, retry);
+    r = ops.push(job);  // one more attempt whatever the wait said: room may have come at the end
+    if (r == push_result::accepted) return submit_status::accepted;
+    if (r == push_result::closed) return submit_status::closed;
+    if (w != room_result::room) {
+      ops.refused();
+      return w == room_result::cancelled ? submit_status::cancelled
+             : w == room_result::closed  ? submit_status::closed
+                                         : submit_status::timed_out;
+    }
+  }
+}
 
 template <class Job, class R, class Ops>
 std::size_t submit_range(R& range, overflow_policy policy, const Ops& ops) {
@@ -86,7 +122,7 @@ std::size_t submit_range(R& range, overflow_policy policy, const Ops& ops) {
       ops.refused();
       break;
     }
-    if (ops.wait(retry) == room_result::closed) break;
+    if (ops.wait(steady_time::max(), nullptr, retry) == room_result::closed) break;
     retry = true;
   }
   return accepted;

@@ -1,0 +1,563 @@
+#pragma once
+
+// crew::keyed_pool<Key, Job, Handler, Hash, KeyEqual>: per-key FIFO on a shared set of workers.
+// Jobs submitted under equal keys run one at a time, in the order their submits were accepted;
+// jobs of different keys run in parallel. Bounded (queue_capacity jobs across all keys, plus
+// max_per_key per key), exact keys (KeyEqual decides; a hash collision never makes two keys
+// share a lane), fair (a worker runs at most key_budget jobs of one key in a row), and without
+// allocation per job or per key: the storage is sized at construction.
+//
+// Thread safety: as crew::worker_pool. Construction and destruction are not thread-safe; every
+// other member may be called from any thread concurrently. submit* and stats() may be called
+// from the pool's own workers; shutdown*, wait_idle*() and the destructor may not.
+//
+// Visibility: everything one job of a key did is visible to the next job of that key (the key
+// table's stripe lock orders them); everything a submitter did before an accepted submit is
+// visible to the job; everything the jobs did is visible after wait_idle*() or shutdown*().
+//
+// Composition:
+//   detail/key_table.hpp   exact keys and their FIFOs in a slab of job slots; the protocol by
+//                          which a key is scheduled, held and given up (argued there, checked
+//                          by tests/model/keyed.pml)
+//   detail/scheduler.hpp   the run queue of keys: the ring, the workers' stealable stashes and
+//                          their parking, as in worker_pool (so the pool is work-conserving
+//                          across keys: while a worker is free, no scheduled key waits behind a
+//                          running job)
+//   detail/worker_set.hpp, detail/job_runner.hpp, detail/room.hpp, detail/submit_range.hpp,
+//   detail/eventcount.hpp  the threads, the handler call, waiting for room, bulk submits,
+//                          wait_idle, as in worker_pool
+// What is this file's own: key-first submit forms, the holder's loop over one key's jobs, and
+// the shutdown that hands back {key, job} pairs in each key's order.
+//
+// Errors: a submit throws what Hash, KeyEqual or Key's copy constructor throws, having changed
+// nothing (the job is not moved from).
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <ranges>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "detail/eventcount.hpp"
+#include "detail/handler.hpp"
+#include "detail/job_runner.hpp"
+#include "detail/key_table.hpp"
+#include "detail/pool_support.hpp"
+#include "detail/room.hpp"
+#include "detail/scheduler.hpp"
+#include "detail/submit_range.hpp"
+#include "detail/wait.hpp"
+#include "detail/worker_set.hpp"
+#include "options.hpp"
+#include "stats.hpp"
+#include "status.hpp"
+
+namespace crew {
+
+template <class Key, class Job, class Handler = job_handler<Job>, class Hash = std::hash<Key>,
+          class KeyEqual = std::equal_to<Key>>
+class keyed_pool {
+  static_assert(std::is_object_v<Job> && !std::is_const_v<Job>,
+                "crew::keyed_pool: Job must be a non-const object type stored by value.");
+  static_assert(std::is_nothrow_move_constructible_v<Job>,
+                "crew::keyed_pool: Job must be nothrow move constructible.");
+  static_assert(std::is_copy_constructible_v<Key> && std::is_nothrow_destructible_v<Key>,
+                "crew::keyed_pool: Key must be copy constructible (the table keeps a copy, and "
+                "handed-back pairs carry one).");
+  static_assert(std::is_invocable_r_v<std::size_t, const Hash&, const Key&>,
+                "crew::keyed_pool: Hash must be callable as hash(key) -> std::size_t.");
+  static_assert(std::is_invocable_r_v<bool, const KeyEqual&, const Key&, const Key&>,
+                "crew::keyed_pool: KeyEqual must be callable as equal(a, b) -> bool.");
+  static_assert(std::is_invocable_v<Handler&, Job&&, std::stop_token> ||
+                    std::is_invocable_v<Handler&, Job&&>,
+                "crew::keyed_pool: the handler must be callable as handler(std::move(job)) or "
+                "handler(std::move(job), std::stop_token).");
+
+  using table_type = detail::key_table<Key, Job, KeyEqual>;
+  using envelope = detail::envelope<Job>;
+
+ public:
+  using key_type = Key;
+  using job_type = Job;
+  using handler_type = Handler;
+  using options_type = pool_options<Job>;
+  using value_type = std::pair<Key, Job>;  // what a shutdown hands back
+
+  static constexpr std::size_t max_workers = 16384;
+
+  // Builds the pool and starts options.workers threads. Throws std::invalid_argument naming the
+  // option for 0 workers (or more than max_workers), a queue_capacity of 0 or one that cannot be
+  // allocated, or a key_budget of 0; std::system_error when a thread cannot be started.
+  explicit keyed_pool(Handler handler, options_type options = {}, Hash hash = Hash{},
+                      KeyEqual equal = KeyEqual{})
+      : handler_(std::move(handler)),
+        options_(checked(std::move(options))),
+        hash_(std::move(hash)),
+        table_(options_.queue_capacity, options_.workers, std::move(equal), "crew::keyed_pool"),
+        sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
+        workers_(options_.workers, options_.stack_size, options_.name),
+        counters_(std::make_unique<detail::worker_counters[]>(options_.workers)),
+        room_(table_.capacity() / 2),
+        key_room_(0) {
+    table_.set_full_mark(options_.max_per_key);
+    worker_count_ = options_.workers;
+    std::random_device seed_source;
+    const std::uint64_t seed =
+        (std::uint64_t{seed_source()} << 32) ^ seed_source() ^ detail::now_ns();
+    for (std::size_t i = 0; i < worker_count_; ++i) {
+      counters_[i].rng = seed + i * 0x9E3779B97F4A7C15ULL;
+    }
+    workers_.start_all([this](std::size_t i) noexcept { worker_main(i, false); },
+                       [this]() noexcept { begin_shutdown(phase_aborting); });
+  }
+
+  keyed_pool(const keyed_pool&) = delete;
+  keyed_pool& operator=(const keyed_pool&) = delete;
+  keyed_pool(keyed_pool&&) = delete;
+  keyed_pool& operator=(keyed_pool&&) = delete;
+
+  // Drains (every queued job runs), then joins every thread. From one of the pool's own
+  // workers: a message and std::terminate.
+  ~keyed_pool() {
+    if (in_own_worker()) {
+      std::fputs(
+          "crew::keyed_pool destroyed from one of its own workers: it would wait for itself\n",
+          stderr);
+      std::terminate();
+    }
+    try {
+      (void)shutdown(shutdown_mode::drain);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): only bad_alloc building a report nobody reads
+      (void)workers_.wait_all_exited(detail::steady_time::max());
+    }
+    workers_.join_all();
+    while (room_.producers_inside() != 0) std::this_thread::yield();
+  }
+
+  // ---- submitting (each form as worker_pool's, with the key first) ----------------------------
+
+  // Submits `job` under `key`; when the queue or the key is full, does what options.on_full says
+  // (block: wait for room in the pool and in the key; reject; drop). Thread-safe; from a worker
+  // of this pool, block returns rejected instead of waiting.
+  submit_status submit(const Key& key, Job&& job) {
+    const key_ops ops{this, &key, hash_(key)};
+    switch (options_.on_full) {
+      case overflow_policy::block:
+        return detail::submit_waiting(job, ops, detail::steady_time::max(), nullptr);
+      case overflow_policy::reject: return refuse_if_full(ops.push(job));
+      case overflow_policy::drop: break;
+    }
+    const push_result r = ops.push(job);
+    if (r == push_result::accepted) return submit_status::accepted;
+    if (r == push_result::closed) return submit_status::closed;
+    drop(std::move(job));
+    return submit_status::dropped;
+  }
+
+  // Submits if the pool and the key have room now: accepted, rejected or closed. Never waits.
+  submit_status try_submit(const Key& key, Job&& job) {
+    const key_ops ops{this, &key, hash_(key)};
+    return refuse_if_full(ops.push(job));
+  }
+
+  // Waits up to `timeout` for room (in the pool and in the key): accepted, timed_out, closed.
+  template <class Rep, class Period>
+  submit_status submit_for(const Key& key, Job&& job,
+                           const std::chrono::duration<Rep, Period>& timeout) {
+    return detail::submit_waiting(job, key_ops{this, &key, hash_(key)},
+                                  detail::deadline_after(timeout), nullptr);
+  }
+
+  // As submit_for, with a deadline on any clock.
+  template <class Clock, class Duration>
+  submit_status submit_until(const Key& key, Job&& job,
+                             const std::chrono::time_point<Clock, Duration>& deadline) {
+    return detail::submit_waiting(job, key_ops{this, &key, hash_(key)},
+                                  detail::to_steady_deadline(deadline), nullptr);
+  }
+
+  // Waits for room until `token` is stopped: accepted, cancelled, closed.
+  submit_status submit(const Key& key, Job&& job, std::stop_token token) {
+    return detail::submit_waiting(job, key_ops{this, &key, hash_(key)}, detail::steady_time::max(),
+                                  &token);
+  }
+
+  // One key's run of jobs, in order, as worker_pool::submit_bulk (a prefix is accepted; only
+  // accepted or dropped elements are moved from). A forward range is admitted in runs, one lock
+  // per run.
+  template <std::ranges::input_range R>
+  requires std::constructible_from<Job, std::ranges::range_rvalue_reference_t<R>> std::size_t
+  submit_bulk(const Key& key, R&& range) {
+    return detail::submit_range<Job>(range, options_.on_full, key_ops{this, &key, hash_(key)});
+  }
+
+  // As submit_bulk, never waiting: stops at the first job that does not fit.
+  template <std::ranges::input_range R>
+  requires std::constructible_from<Job, std::ranges::range_rvalue_reference_t<R>> std::size_t
+  try_submit_bulk(const Key& key, R&& range) {
+    return detail::submit_range<Job>(range, overflow_policy::reject,
+                                     key_ops{this, &key, hash_(key)});
+  }
+
+  // ---- shutting down ------------------------------------------------------------------------
+
+  // As worker_pool::shutdown; handed_back holds {key, job} pairs, each key's jobs in their order
+  // (so a restart can resubmit them as they come). Throws std::logic_error from a worker.
+  shutdown_report<value_type> shutdown(shutdown_mode mode = shutdown_mode::drain) {
+    ensure_not_in_worker("shutdown");
+    shutdown_report<value_type> report;
+    begin_shutdown(mode == shutdown_mode::abort ? phase_aborting : phase_draining);
+    (void)workers_.wait_all_exited(detail::steady_time::max());
+    if (phase_.load(std::memory_order_seq_cst) == phase_aborting) collect(report.handed_back);
+    finish(report);
+    return report;
+  }
+
+  // As worker_pool::shutdown_until: drains until the deadline, then aborts.
+  template <class Clock, class Duration>
+  shutdown_report<value_type> shutdown_until(
+      const std::chrono::time_point<Clock, Duration>& deadline) {
+    ensure_not_in_worker("shutdown_until");
+    return shutdown_by(detail::to_steady_deadline(deadline));
+  }
+
+  template <class Rep, class Period>
+  shutdown_report<value_type> shutdown_for(const std::chrono::duration<Rep, Period>& timeout) {
+    ensure_not_in_worker("shutdown_for");
+    return shutdown_by(detail::deadline_after(timeout));
+  }
+
+  // Blocks until no job is queued or running. Throws std::logic_error from a worker.
+  void wait_idle() {
+    ensure_not_in_worker("wait_idle");
+    (void)idle_.await([this] { return is_idle(); }, detail::steady_time::max());
+  }
+
+  template <class Rep, class Period>
+  bool wait_idle_for(const std::chrono::duration<Rep, Period>& timeout) {
+    ensure_not_in_worker("wait_idle_for");
+    return idle_.await([this] { return is_idle(); }, detail::deadline_after(timeout));
+  }
+
+  template <class Clock, class Duration>
+  bool wait_idle_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    ensure_not_in_worker("wait_idle_until");
+    return idle_.await([this] { return is_idle(); }, detail::to_steady_deadline(deadline));
+  }
+
+  // ---- observing ----------------------------------------------------------------------------
+
+  // As worker_pool::stats(), plus active_keys (keys with a queued or running job). Thread-safe.
+  pool_stats stats() const noexcept {
+    pool_stats s;
+    s.workers = worker_count_;
+    s.capacity = table_.capacity();
+    s.blocked_producers = room_.blocked() + key_room_.blocked();
+    s.rejected = rejected_.load(std::memory_order_relaxed);
+    s.dropped = dropped_.load(std::memory_order_relaxed);
+    s.handed_back = handed_back_.load(std::memory_order_relaxed);
+    s.latency_enabled = options_.track_latency;
+    for (std::size_t i = 0; i < worker_count_; ++i) {
+      counters_[i].add_to(s, options_.track_latency);
+      s.busy += workers_.state(i) == worker_state::running ? 1 : 0;
+    }
+    s.active_keys = table_.active_keys();
+    s.accepted = table_.accepted();  // last: accepted >= executed + handed_back
+    const std::uint64_t settled = s.executed + s.handed_back + s.busy;
+    s.queue_depth = s.accepted > settled ? static_cast<std::size_t>(s.accepted - settled) : 0;
+    return s;
+  }
+
+  std::size_t workers() const noexcept { return worker_count_; }
+  // queue_capacity rounded up to a power of two: the jobs the pool holds across all keys.
+  std::size_t capacity() const noexcept { return table_.capacity(); }
+  const options_type& options() const noexcept { return options_; }
+  bool is_shut_down() const noexcept { return table_.closed(); }
+
+ private:
+  enum : std::uint32_t { phase_running = 0, phase_draining = 1, phase_aborting = 2 };
+  using push_result = detail::push_result;
+  using room_result = detail::room_result;
+
+  static options_type checked(options_type o) {
+    o = detail::checked_options(std::move(o), max_workers, "crew::keyed_pool");
+    if (o.key_budget == 0) {
+      throw std::invalid_argument("crew::keyed_pool: options.key_budget must be at least 1, got 0");
+    }
+    if (o.max_per_key > 0xFFFFFFF0U) {
+      throw std::invalid_argument("crew::keyed_pool: options.max_per_key is too large");
+    }
+    return o;
+  }
+
+  // ---- submit internals ---------------------------------------------------------------------
+
+  static push_result to_push(detail::admit_result a) noexcept {
+    switch (a) {
+      case detail::admit_result::accepted: return push_result::accepted;
+      case detail::admit_result::full: return push_result::full;
+      case detail::admit_result::key_full: return push_result::key_full;
+      case detail::admit_result::closed: break;
+    }
+    return push_result::closed;
+  }
+
+  // A key's entry created by an admit goes on the run queue (K2 of detail/key_table.hpp). The
+  // ring has room for every entry and is never closed, so a push fails only while a worker is
+  // between claiming the slot's previous lap and releasing it: retry.
+  void schedule(std::uint32_t e) noexcept {
+    while (!sched_.push(std::uint32_t{e})) std::this_thread::yield();
+  }
+
+  std::uint64_t stamp() const noexcept { return options_.track_latency ? detail::now_ns() : 0; }
+
+  void drop(Job&& job) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    Job taken(std::move(job));
+    if (options_.on_drop) options_.on_drop(std::move(taken));
+  }
+
+  submit_status refuse_if_full(push_result r) noexcept {
+    if (r == push_result::accepted) return submit_status::accepted;
+    if (r == push_result::closed) return submit_status::closed;
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    return submit_status::rejected;
+  }
+
+  // One key's side of detail::submit_waiting and detail::submit_range. `last` remembers why the
+  // last attempt failed, so a wait waits for the right kind of room.
+  struct key_ops {
+    keyed_pool* pool;
+    const Key* key;
+    std::size_t hash;
+    mutable push_result last = push_result::full;
+
+    push_result push(Job& job) const {
+      std::uint32_t e = detail::no_index;
+      last = to_push(
+          pool->table_.admit(hash, *key, job, pool->stamp(), pool->options_.max_per_key, e));
+      if (e != detail::no_index) pool->schedule(e);
+      return last;
+    }
+    template <class It>
+    std::size_t push_run(It it, std::size_t n) const {
+      std::uint32_t e = detail::no_index;
+      std::size_t admitted = 0;
+      last = to_push(pool->table_.admit_run(hash, *key, it, n, pool->stamp(),
+                                            pool->options_.max_per_key, e, admitted));
+      if (e != detail::no_index) pool->schedule(e);
+      return admitted;
+    }
+    bool closed() const noexcept { return pool->table_.closed(); }
+    void drop(Job&& job) const { pool->drop(std::move(job)); }
+    bool may_wait() const noexcept { return !pool->in_own_worker(); }
+    void refused() const noexcept { pool->rejected_.fetch_add(1, std::memory_order_relaxed); }
+    room_result wait(detail::steady_time deadline, const std::stop_token* token, bool retry) const {
+      const auto closed_now = [this] { return pool->table_.closed(); };
+      if (last == push_result::key_full) {
+        return pool->key_room_.wait_for(
+            deadline, token, retry,
+            [this] { return pool->table_.key_has_room(hash, *key, pool->options_.max_per_key); },
+            closed_now);
+      }
+      return pool->room_.wait(
+          deadline, token, retry, [this] { return pool->table_.used_slots(); }, closed_now);
+    }
+    std::atomic<std::uint32_t>& inside_count() const noexcept { return pool->room_.inside_count(); }
+  };
+
+  // ---- worker internals ---------------------------------------------------------------------
+
+  bool in_own_worker() const noexcept { return detail::current_pool == this; }
+
+  void ensure_not_in_worker(const char* what) const {
+    if (in_own_worker()) {
+      throw std::logic_error(std::string("crew::keyed_pool::") + what +
+                             " called from one of the pool's own workers: it would wait for "
+                             "itself");
+    }
+  }
+
+  void worker_main(std::size_t i, bool successor) noexcept {
+    detail::current_pool = this;
+    detail::worker_counters& c = counters_[i];
+    const std::stop_token token =
+        successor ? workers_.stop_token(i) : workers_.adopt_stop_source(i);
+    std::uint64_t threshold = c.draw_threshold(options_.recycle_after);
+    std::uint64_t since_recycle = 0;
+    bool idle_signalled = false;
+    if (successor) {
+      workers_.set_state(i, worker_state::idle);
+    } else {
+      workers_.mark_started(i);
+    }
+    auto hold = [&](std::uint32_t&& e) noexcept { since_recycle += hold_key(i, c, e, token); };
+    auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
+    for (;;) {
+      // relaxed: a hint, as in worker_pool; the seq_cst load below orders the exit.
+      if (phase_.load(std::memory_order_relaxed) == phase_aborting) break;
+      if (sched_.run_next(i, hold, after_claim)) {
+        idle_signalled = false;
+        if (options_.recycle_after != 0 && since_recycle >= threshold) {
+          since_recycle = 0;
+          threshold = c.draw_threshold(options_.recycle_after);
+          if (recycle(i, c)) return;  // respawned: the new thread carries on
+        }
+        continue;
+      }
+      if (!idle_signalled) {
+        idle_signalled = true;
+        signal_idle();
+      }
+      if (stop_waiting()) break;
+      sched_.idle(
+          i, [this]() noexcept { return stop_waiting(); },
+          [this, i](bool parked) noexcept {
+            workers_.set_state(i, parked ? worker_state::parked : worker_state::idle);
+          });
+    }
+    // The last job of a drain may have been this worker's: the others may be parked on a check
+    // that came before it. The fence orders this worker's executed count (a release store)
+    // before the parked-count load inside wake_all (a Dekker pair with park()'s announcement).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    sched_.wake_all();
+    signal_idle();
+    workers_.exited(i);
+  }
+
+  // Worker i holds key entry `e` (taken off the run queue) and runs up to key_budget of its
+  // jobs, one take() at a time, then gives the key up as take() says (K3, K4). Returns how many
+  // jobs it ran.
+  std::uint64_t hold_key(std::size_t i, detail::worker_counters& c, std::uint32_t e,
+                         const std::stop_token& token) noexcept {
+    std::uint64_t ran = 0;
+    std::optional<envelope> current;
+    for (;;) {
+      const bool aborting = phase_.load(std::memory_order_relaxed) == phase_aborting;
+      const auto t = table_.take(e, ran < options_.key_budget, aborting,
+                                 [&](envelope&& job) noexcept { current.emplace(std::move(job)); });
+      if (t.what == table_type::step::requeue) schedule(e);
+      if (t.what != table_type::step::run) return ran;
+      // The slot is free before the job runs: a refusal means capacity() jobs are waiting.
+      table_.release_slot(t.slot);
+      room_.after_claim([this] { return table_.used_slots(); });
+      if (t.was_full) key_room_.notify();
+      workers_.set_state(i, worker_state::running);
+      detail::run_job(handler_, std::move(current->job), current->enqueued_ns, token, c,
+                      options_.on_error, options_.track_latency);
+      current.reset();
+      workers_.set_state(i, worker_state::idle);
+      ++ran;
+    }
+  }
+
+  bool recycle(std::size_t i, detail::worker_counters& c) noexcept {
+    return detail::recycle_worker(workers_, i, c, options_,
+                                  phase_.load(std::memory_order_relaxed) == phase_running,
+                                  [this](std::size_t w) noexcept { worker_main(w, true); });
+  }
+
+  std::uint64_t executed_total() const noexcept {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < worker_count_; ++i) n += counters_[i].executed_acquire();
+    return n;
+  }
+
+  // Whether a worker may leave: aborting, or draining with every accepted job run (the table is
+  // closed before the phase says draining, so the accepted count is final by then).
+  bool stop_waiting() const noexcept {
+    const std::uint32_t phase = phase_.load(std::memory_order_seq_cst);
+    if (phase == phase_aborting) return true;
+    return phase == phase_draining && executed_total() >= table_.accepted();
+  }
+
+  void signal_idle() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    idle_.notify_all();
+  }
+
+  bool is_idle() const noexcept {
+    // Completed first, accepted second (as worker_pool::is_idle).
+    const std::uint64_t done = handed_back_.load(std::memory_order_acquire) + executed_total();
+    return done >= table_.accepted();
+  }
+
+  // ---- shutdown internals -------------------------------------------------------------------
+
+  void begin_shutdown(std::uint32_t target) noexcept {
+    table_.close();  // first: "draining" must mean that no admit can still be in flight
+    std::uint32_t current = phase_.load(std::memory_order_seq_cst);
+    while (current < target &&
+           !phase_.compare_exchange_weak(current, target, std::memory_order_seq_cst)) {
+    }
+    workers_.stop_respawns();
+    if (target == phase_aborting) workers_.request_stop_all();
+    sched_.wake_all();
+    room_.wake_all();
+    key_room_.wake_all();
+  }
+
+  void collect(std::vector<value_type>& out) {
+    const std::size_t n = table_.collect(out, workers_.live() == 0);
+    handed_back_.fetch_add(n, std::memory_order_release);
+    signal_idle();
+  }
+
+  shutdown_report<value_type> shutdown_by(detail::steady_time deadline) {
+    shutdown_report<value_type> report;
+    begin_shutdown(phase_draining);
+    if (!workers_.wait_all_exited(deadline)) {
+      begin_shutdown(phase_aborting);
+      (void)workers_.wait_settled();
+      collect(report.handed_back);
+    }
+    finish(report);
+    return report;
+  }
+
+  void finish(shutdown_report<value_type>& report) {
+    report.still_running = workers_.live();
+    if (report.still_running == 0) {
+      workers_.join_all();
+    } else {
+      workers_.join_exited();
+    }
+    report.executed = executed_total();
+    report.drained = report.still_running == 0 &&
+                     handed_back_.load(std::memory_order_acquire) == 0 &&
+                     report.executed == table_.accepted();
+  }
+
+  Handler handler_;
+  options_type options_;
+  Hash hash_;
+  table_type table_;
+  detail::scheduler<std::uint32_t> sched_;  // the run queue of key entries
+  detail::worker_set workers_;
+  std::unique_ptr<detail::worker_counters[]> counters_;
+  std::size_t worker_count_ = 0;
+  detail::room_gate room_;      // producers waiting for a free slot
+  detail::room_gate key_room_;  // producers waiting for room in their key (max_per_key)
+  detail::eventcount idle_;
+  alignas(detail::cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
+  // Statistics (relaxed) and hand-backs (release/acquire, as in worker_pool).
+  alignas(detail::cache_line_size) std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> handed_back_{0};
+};
+
+}  // namespace crew
