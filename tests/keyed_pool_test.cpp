@@ -440,6 +440,56 @@ TEST(KeyedPool, DeadlineShutdownHandsBackTheRest) {
   EXPECT_EQ(started.load(), 1);
 }
 
+// A worker takes a run of its key's jobs at once (one lock). A deadline shutdown while the run's
+// first job is still running hands back the rest of the run first, then the key's later jobs:
+// the key's order holds across the worker's stash and the table.
+TEST(KeyedPool, DeadlineHandsBackAHeldRunInOrder) {
+  gate release;
+  std::atomic<int> started{0};
+  auto pool = std::make_unique<crew::keyed_pool<int, int>>(
+      [&](int v) {
+        started.fetch_add(1);
+        if (v < 0) release.wait();
+      },
+      crew::pool_options<int>{.workers = 1, .queue_capacity = 64});
+  // One admission under one lock: the worker's first take gets the whole run.
+  ASSERT_EQ(pool->submit_bulk(1, std::vector<int>{-1, 0, 1, 2, 3}), 5U);
+  ASSERT_TRUE(eventually([&] { return started.load() == 1; }));
+  for (int i = 4; i < 7; ++i) ASSERT_EQ(pool->submit(1, int{i}), submit_status::accepted);
+  EXPECT_EQ(pool->stats().queue_depth, 7U);
+  const auto report = pool->shutdown_for(20ms);
+  EXPECT_EQ(report.still_running, 1U);
+  std::vector<int> back;
+  for (const auto& [key, job] : report.handed_back) {
+    EXPECT_EQ(key, 1);
+    back.push_back(job);
+  }
+  EXPECT_EQ(back, (std::vector<int>{0, 1, 2, 3, 4, 5, 6}));
+  release.open();
+  pool.reset();
+  EXPECT_EQ(started.load(), 1);  // nothing of the run ran after the hand-back
+}
+
+// Jobs a worker has taken but not started still count against max_per_key.
+TEST(KeyedPool, TakenJobsCountAgainstMaxPerKey) {
+  gate release;
+  crew::pool_options<int> o{.workers = 1, .queue_capacity = 64};
+  o.max_per_key = 4;
+  crew::keyed_pool<int, int> pool{[&](int v) {
+                                    if (v < 0) release.wait();
+                                  },
+                                  std::move(o)};
+  // One take hands all four to the worker: -1 runs, 0..2 wait in its stash (3 queued).
+  ASSERT_EQ(pool.try_submit_bulk(1, std::vector<int>{-1, 0, 1, 2}), 4U);
+  ASSERT_TRUE(eventually([&] { return pool.stats().busy == 1; }));
+  EXPECT_EQ(pool.try_submit(1, 3), submit_status::accepted);  // the 4th queued
+  EXPECT_EQ(pool.try_submit(1, 4), submit_status::rejected);
+  release.open();
+  pool.wait_idle();
+  EXPECT_EQ(pool.try_submit(1, 4), submit_status::accepted);
+  pool.wait_idle();
+}
+
 TEST(KeyedPool, PassedDeadlineIsAnAbort) {
   crew::keyed_pool<int, int> pool{[](int) {}, {.workers = 1, .queue_capacity = 8}};
   const auto report = pool.shutdown_until(std::chrono::steady_clock::now() - 1s);

@@ -32,6 +32,7 @@
 // Errors: a submit throws what Hash, KeyEqual or Key's copy constructor throws, having changed
 // nothing (the job is not moved from).
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -41,6 +42,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <ranges>
@@ -59,6 +61,7 @@
 #include "detail/pool_support.hpp"
 #include "detail/room.hpp"
 #include "detail/scheduler.hpp"
+#include "detail/stash.hpp"
 #include "detail/submit_range.hpp"
 #include "detail/wait.hpp"
 #include "detail/worker_set.hpp"
@@ -111,9 +114,9 @@ class keyed_pool {
         sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
         workers_(options_.workers, options_.stack_size, options_.name),
         counters_(std::make_unique<detail::worker_counters[]>(options_.workers)),
+        job_stashes_(std::make_unique<worker_jobs[]>(options_.workers)),
         room_(table_.capacity() / 2),
         key_room_(0) {
-    table_.set_full_mark(options_.max_per_key);
     worker_count_ = options_.workers;
     std::random_device seed_source;
     const std::uint64_t seed =
@@ -439,29 +442,45 @@ class keyed_pool {
     workers_.exited(i);
   }
 
-  // Worker i holds key entry `e` (taken off the run queue) and runs up to key_budget of its
-  // jobs, one take() at a time, then gives the key up as take() says (K3, K4). Returns how many
-  // jobs it ran.
+  // Worker i holds key entry `e` (taken off the run queue): it takes runs of the key's jobs into
+  // its own job stash (K3) and runs them in order, up to key_budget, then gives the key up as
+  // take() says (K4). The stash is what a shutdown collects from a worker that stopped in the
+  // middle of a run (abort, deadline): its jobs are the key's oldest. Returns how many jobs ran.
   std::uint64_t hold_key(std::size_t i, detail::worker_counters& c, std::uint32_t e,
                          const std::stop_token& token) noexcept {
+    job_stash& own = job_stashes_[i].jobs;
+    // Relaxed: read by a collector only after it acquired the jobs the fill below publishes.
+    job_stashes_[i].entry.store(e, std::memory_order_relaxed);
     std::uint64_t ran = 0;
-    std::optional<envelope> current;
-    for (;;) {
-      const bool aborting = phase_.load(std::memory_order_relaxed) == phase_aborting;
-      const auto t = table_.take(e, ran < options_.key_budget, aborting,
-                                 [&](envelope&& job) noexcept { current.emplace(std::move(job)); });
-      if (t.what == table_type::step::requeue) schedule(e);
-      if (t.what != table_type::step::run) return ran;
-      // The slot is free before the job runs: a refusal means capacity() jobs are waiting.
-      table_.release_slot(t.slot);
-      room_.after_claim([this] { return table_.used_slots(); });
-      if (t.was_full) key_room_.notify();
+    auto run = [&](envelope&& env) noexcept {
+      table_.started(e);
+      key_room_.notify();  // one load unless a producer waits for room in some key
       workers_.set_state(i, worker_state::running);
-      detail::run_job(handler_, std::move(current->job), current->enqueued_ns, token, c,
-                      options_.on_error, options_.track_latency);
-      current.reset();
+      detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
+                      options_.track_latency);
       workers_.set_state(i, worker_state::idle);
       ++ran;
+    };
+    for (;;) {
+      // relaxed: a hint, as in the worker loop; an abort leaves the rest of the run stashed.
+      const bool aborting = phase_.load(std::memory_order_relaxed) == phase_aborting;
+      if (!aborting && own.pop(run)) continue;
+      const std::uint32_t room = own.fill_room();
+      if (room == 0) {  // a shutdown is copying the stash out: let it finish
+        std::this_thread::yield();
+        continue;
+      }
+      const std::uint64_t budget_left = options_.key_budget > ran ? options_.key_budget - ran : 0;
+      const auto most = static_cast<std::uint32_t>(std::min<std::uint64_t>(room, budget_left));
+      auto what = table_type::step::left;
+      (void)own.fill([&](auto put) noexcept {
+        const auto t = table_.take(e, most, aborting, put);
+        what = t.what;
+        return t.count;
+      });
+      if (what == table_type::step::requeue) schedule(e);
+      if (what != table_type::step::run) return ran;
+      room_.after_claim([this] { return table_.used_slots(); });
     }
   }
 
@@ -511,8 +530,40 @@ class keyed_pool {
     key_room_.wake_all();
   }
 
+  // Hands back every unstarted job: first the runs left in the workers' job stashes (each the
+  // oldest jobs of its key), then the table's FIFOs. A Key copy that throws leaves what was not
+  // handed back for the next call.
   void collect(std::vector<value_type>& out) {
-    const std::size_t n = table_.collect(out, workers_.live() == 0);
+    const std::lock_guard lock(collect_mutex_);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < worker_count_; ++i) {
+      for (;;) {
+        stolen_.reserve(stolen_.size() + table_type::max_take);
+        const auto e = job_stashes_[i].entry.load(std::memory_order_relaxed);
+        bool busy = false;
+        std::uint32_t left = 0;
+        const std::uint32_t k = job_stashes_[i].jobs.steal(
+            [&](envelope&& env) noexcept { stolen_.emplace_back(e, std::move(env.job)); }, true,
+            table_type::max_take, busy, left);
+        if (k == 0 && !busy) break;
+        if (busy) std::this_thread::yield();
+      }
+    }
+    out.reserve(out.size() + stolen_.size());
+    std::size_t converted = 0;
+    try {
+      for (auto& [e, job] : stolen_) {
+        out.emplace_back(table_.key_of(e), std::move(job));
+        ++converted;
+      }
+    } catch (...) {
+      stolen_.erase(stolen_.begin(), stolen_.begin() + static_cast<std::ptrdiff_t>(converted));
+      handed_back_.fetch_add(converted, std::memory_order_release);
+      throw;
+    }
+    n += converted;
+    stolen_.clear();
+    n += table_.collect(out, workers_.live() == 0);
     handed_back_.fetch_add(n, std::memory_order_release);
     signal_idle();
   }
@@ -550,7 +601,17 @@ class keyed_pool {
   detail::worker_set workers_;
   std::unique_ptr<detail::worker_counters[]> counters_;
   std::size_t worker_count_ = 0;
-  detail::room_gate room_;      // producers waiting for a free slot
+  // Each worker's job stash: the run of one key's jobs it took and has not started (K3), and
+  // that key's entry. Only the owner fills and pops; a shutdown steals what is left.
+  using job_stash = detail::stash<envelope, table_type::max_take>;
+  struct alignas(detail::cache_line_size) worker_jobs {
+    job_stash jobs;
+    std::atomic<std::uint32_t> entry{detail::no_index};
+  };
+  std::unique_ptr<worker_jobs[]> job_stashes_;
+  std::mutex collect_mutex_;                           // shutdowns collecting at once
+  std::vector<std::pair<std::uint32_t, Job>> stolen_;  // guarded by collect_mutex_
+  detail::room_gate room_;                             // producers waiting for a free slot
   detail::room_gate key_room_;  // producers waiting for room in their key (max_per_key)
   detail::eventcount idle_;
   alignas(detail::cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};

@@ -24,9 +24,12 @@
 //       is one (whoever schedules or holds the key will see the job), or creates the entry with
 //       this one job and must then put the entry on the run queue (admit() says so). Only that
 //       creation schedules a key, so a key is never on the run queue twice.
-//   K3. Only the worker holding a key takes its jobs (take()), one at a time under the lock, in
-//       FIFO order, so two jobs of one key never run at once, and the lock orders everything one
-//       job did before the next job of its key (visibility).
+//   K3. Only the worker holding a key takes its jobs (take()): a run of up to max_take from the
+//       FIFO's head under one lock, into that worker's own job stash, which it runs in order
+//       before it takes again. So two jobs of one key never run at once and run in FIFO order;
+//       the holder's program order, and the lock between its takes, order everything one job
+//       did before the next job of its key (visibility). Jobs handed over still count as the
+//       key's queued jobs (`handed`, for max_per_key) until each starts.
 //   K4. The holder gives the key up under the same lock in one of three ways: the FIFO is empty
 //       (the entry is removed: the next admit creates and schedules a new one), its budget is
 //       spent with jobs left (requeue: it pushes the entry to the back of the run queue), or the
@@ -75,16 +78,17 @@ class key_table {
 
   // What take() tells the worker holding a key.
   enum class step : unsigned char {
-    run,      // a job was handed over: run it, then release_slot(slot)
+    run,      // jobs were handed over: run them (each announced with started())
     requeue,  // budget spent, jobs left: push the key to the back of the run queue
     removed,  // nothing left: the key is no longer scheduled
     left,     // aborting: the key and its jobs stay for the shutdown's collect()
   };
   struct taken {
     step what;
-    std::uint32_t slot;  // step::run: the slot to release once the job is out of it
-    bool was_full;       // step::run: the key was at max_per_key before this take
+    std::uint32_t count;  // step::run: how many jobs were handed over
   };
+  // Jobs one take() hands over at most.
+  static constexpr std::uint32_t max_take = 16;
 
   // Throws std::invalid_argument naming `<owner>: options.queue_capacity` for a capacity the
   // table cannot have, std::bad_alloc when the storage cannot be allocated.
@@ -156,7 +160,7 @@ class key_table {
     std::uint32_t& chain = buckets_[bucket_of(hash)];
     std::uint32_t e = find(chain, hash, key);
     for (; admitted < count; ++admitted, ++first) {
-      if (e != no_index && max_per_key != 0 && entries_[e].count >= max_per_key) {
+      if (e != no_index && max_per_key != 0 && queued_in(entries_[e]) >= max_per_key) {
         return admit_result::key_full;
       }
       std::uint32_t s = no_index;
@@ -194,32 +198,55 @@ class key_table {
     stripe& st = stripe_of(hash);
     const std::lock_guard lock(st.mutex);
     const std::uint32_t e = find(buckets_[bucket_of(hash)], hash, key);
-    return e == no_index || entries_[e].count < max_per_key;
+    return e == no_index || queued_in(entries_[e]) < max_per_key;
   }
 
-  // The holder of entry `e` asks for its next job (K3, K4): `more` says whether its budget
-  // allows another, `aborting` whether the pool is aborting. On step::run, `sink(job_type&&)`
-  // (noexcept) has received the job, and its slot must be given back with release_slot().
-  template <class Sink>
-  taken take(std::uint32_t e, bool more, bool aborting, Sink&& sink) noexcept {
+  // The holder of entry `e` asks for its next jobs (K3, K4): up to `most` of them (at most
+  // max_take; 0 when its budget is spent), in FIFO order, each moved to `put(job_type&&)`
+  // (noexcept) under the lock, their slots given back after it. The jobs handed over count as
+  // the key's queued jobs (for max_per_key) until the holder calls started() for each.
+  template <class Put>
+  taken take(std::uint32_t e, std::uint32_t most, bool aborting, Put&& put) noexcept {
     entry& en = entries_[e];
     stripe& st = stripe_of(en.hash);
-    const std::lock_guard lock(st.mutex);
-    if (en.count == 0) {
-      remove(st, e);
-      return {step::removed, no_index, false};
+    std::uint32_t freed[max_take];
+    std::uint32_t k = 0;
+    {
+      const std::lock_guard lock(st.mutex);
+      if (en.count == 0) {
+        remove(st, e);
+        return {step::removed, 0};
+      }
+      if (aborting) return {step::left, 0};
+      if (most == 0) return {step::requeue, 0};
+      k = std::min({most, en.count, max_take});
+      for (std::uint32_t j = 0; j < k; ++j) {
+        const std::uint32_t s = en.head;
+        job_type* job = slots_[s].job();
+        put(std::move(*job));
+        job->~job_type();
+        en.head = slots_[s].next;
+        freed[j] = s;
+      }
+      en.count -= k;
+      // The holder is the only writer (under the lock here, without it in started()).
+      en.handed.store(en.handed.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
     }
-    if (aborting) return {step::left, no_index, false};
-    if (!more) return {step::requeue, no_index, false};
-    const std::uint32_t s = en.head;
-    job_type* job = slots_[s].job();
-    sink(std::move(*job));
-    job->~job_type();
-    en.head = slots_[s].next;
-    const bool was_full = en.count == full_mark_.load(std::memory_order_relaxed);
-    --en.count;
-    return {step::run, s, was_full};
+    // The slots are free before any of their jobs runs: a refusal means `capacity` jobs wait.
+    for (std::uint32_t j = 0; j < k; ++j) release_slot(freed[j]);
+    return {step::run, k};
   }
+
+  // The holder of entry `e` starts one of the jobs take() handed it: it no longer counts as
+  // queued in its key. Release: a producer's check under the lock (acquire) that sees the
+  // decrement sees the job started. Holder only.
+  void started(std::uint32_t e) noexcept {
+    std::atomic<std::uint32_t>& h = entries_[e].handed;
+    h.store(h.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  }
+
+  // The key of an entry that a worker holds (its key cannot change or go while held).
+  const Key& key_of(std::uint32_t e) noexcept { return *entries_[e].key(); }
 
   // Gives a slot back to the free list. Retries while the free list's next slot is still being
   // read by the taker of an earlier lap (a hand-off of a few instructions; the list can never be
@@ -270,12 +297,6 @@ class key_table {
   }
   bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
 
-  // Records max_per_key for take()'s was_full (the pool's option). Before any admit.
-  void set_full_mark(std::size_t max_per_key) noexcept {
-    full_mark_.store(max_per_key == 0 ? no_index : static_cast<std::uint32_t>(max_per_key),
-                     std::memory_order_relaxed);
-  }
-
   // Jobs accepted so far (acquire: a reader that sees a count also sees the admits before it,
   // for wait_idle's and the drain's comparisons). Thread-safe.
   std::uint64_t accepted() const noexcept {
@@ -317,7 +338,8 @@ class key_table {
     std::uint32_t next = no_index;  // bucket chain
     std::uint32_t head = no_index;  // FIFO of slots
     std::uint32_t tail = no_index;
-    std::uint32_t count = 0;
+    std::uint32_t count = 0;               // queued jobs in the FIFO
+    std::atomic<std::uint32_t> handed{0};  // handed to the holder by take(), not started
     Key* key() noexcept { return std::launder(reinterpret_cast<Key*>(key_storage)); }
   };
   // A lock and the counters written under it (single writer at a time: detail::bump).
@@ -348,6 +370,11 @@ class key_table {
   }
   stripe& stripe_of(std::size_t hash) noexcept { return stripes_[bucket_of(hash) & stripe_mask_]; }
 
+  // Queued jobs of a key: in its FIFO, or handed to its holder and not started yet.
+  static std::size_t queued_in(const entry& en) noexcept {
+    return std::size_t{en.count} + en.handed.load(std::memory_order_acquire);
+  }
+
   std::uint32_t find(std::uint32_t chain, std::size_t hash, const Key& key) {
     for (std::uint32_t e = chain; e != no_index; e = entries_[e].next) {
       if (entries_[e].hash == hash && equal_(*entries_[e].key(), key)) return e;
@@ -370,6 +397,7 @@ class key_table {
     en.hash = hash;
     en.head = en.tail = no_index;
     en.count = 0;
+    en.handed.store(0, std::memory_order_relaxed);
     return e;
   }
 
@@ -395,7 +423,6 @@ class key_table {
   std::unique_ptr<stripe[]> stripes_;
   bounded_queue<std::uint32_t> free_slots_;
   bounded_queue<std::uint32_t> free_entries_;
-  std::atomic<std::uint32_t> full_mark_{no_index};
   std::atomic<bool> closed_{false};
 };
 
