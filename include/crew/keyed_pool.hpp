@@ -58,6 +58,7 @@
 #include "detail/handler.hpp"
 #include "detail/job_runner.hpp"
 #include "detail/key_table.hpp"
+#include "detail/pool_runtime.hpp"
 #include "detail/pool_support.hpp"
 #include "detail/room.hpp"
 #include "detail/scheduler.hpp"
@@ -108,24 +109,15 @@ class keyed_pool {
   explicit keyed_pool(Handler handler, options_type options = {}, Hash hash = Hash{},
                       KeyEqual equal = KeyEqual{})
       : handler_(std::move(handler)),
-        options_(checked(std::move(options))),
+        rt_(checked(std::move(options))),
+        options_(rt_.options()),
         hash_(std::move(hash)),
         table_(options_.queue_capacity, options_.workers, std::move(equal), "crew::keyed_pool"),
         sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
-        workers_(options_.workers, options_.stack_size, options_.name),
-        counters_(std::make_unique<detail::worker_counters[]>(options_.workers)),
         job_stashes_(std::make_unique<worker_jobs[]>(options_.workers)),
-        room_(table_.capacity() / 2),
         key_room_(0) {
-    worker_count_ = options_.workers;
-    std::random_device seed_source;
-    const std::uint64_t seed =
-        (std::uint64_t{seed_source()} << 32) ^ seed_source() ^ detail::now_ns();
-    for (std::size_t i = 0; i < worker_count_; ++i) {
-      counters_[i].rng = seed + i * 0x9E3779B97F4A7C15ULL;
-    }
-    workers_.start_all([this](std::size_t i) noexcept { worker_main(i, false); },
-                       [this]() noexcept { begin_shutdown(phase_aborting); });
+    rt_.workers().start_all([this](std::size_t i) noexcept { worker_main(i, false); },
+                            [this]() noexcept { begin_shutdown(detail::phase_aborting); });
   }
 
   keyed_pool(const keyed_pool&) = delete;
@@ -135,21 +127,7 @@ class keyed_pool {
 
   // Drains (every queued job runs), then joins every thread. From one of the pool's own
   // workers: a message and std::terminate.
-  ~keyed_pool() {
-    if (in_own_worker()) {
-      std::fputs(
-          "crew::keyed_pool destroyed from one of its own workers: it would wait for itself\n",
-          stderr);
-      std::terminate();
-    }
-    try {
-      (void)shutdown(shutdown_mode::drain);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): only bad_alloc building a report nobody reads
-      (void)workers_.wait_all_exited(detail::steady_time::max());
-    }
-    workers_.join_all();
-    while (room_.producers_inside() != 0) std::this_thread::yield();
-  }
+  ~keyed_pool() { rt_.destroy(*this, "crew::keyed_pool"); }
 
   // ---- submitting (each form as worker_pool's, with the key first) ----------------------------
 
@@ -157,24 +135,12 @@ class keyed_pool {
   // (block: wait for room in the pool and in the key; reject; drop). Thread-safe; from a worker
   // of this pool, block returns rejected instead of waiting.
   submit_status submit(const Key& key, Job&& job) {
-    const key_ops ops{this, &key, hash_(key)};
-    switch (options_.on_full) {
-      case overflow_policy::block:
-        return detail::submit_waiting(job, ops, detail::steady_time::max(), nullptr);
-      case overflow_policy::reject: return refuse_if_full(ops.push(job));
-      case overflow_policy::drop: break;
-    }
-    const push_result r = ops.push(job);
-    if (r == push_result::accepted) return submit_status::accepted;
-    if (r == push_result::closed) return submit_status::closed;
-    drop(std::move(job));
-    return submit_status::dropped;
+    return detail::submit_with_policy(job, options_.on_full, key_ops{this, &key, hash_(key)});
   }
 
   // Submits if the pool and the key have room now: accepted, rejected or closed. Never waits.
   submit_status try_submit(const Key& key, Job&& job) {
-    const key_ops ops{this, &key, hash_(key)};
-    return refuse_if_full(ops.push(job));
+    return detail::submit_once(job, key_ops{this, &key, hash_(key)});
   }
 
   // Waits up to `timeout` for room (in the pool and in the key): accepted, timed_out, closed.
@@ -222,12 +188,7 @@ class keyed_pool {
   // (so a restart can resubmit them as they come). Throws std::logic_error from a worker.
   shutdown_report<value_type> shutdown(shutdown_mode mode = shutdown_mode::drain) {
     ensure_not_in_worker("shutdown");
-    shutdown_report<value_type> report;
-    begin_shutdown(mode == shutdown_mode::abort ? phase_aborting : phase_draining);
-    (void)workers_.wait_all_exited(detail::steady_time::max());
-    if (phase_.load(std::memory_order_seq_cst) == phase_aborting) collect(report.handed_back);
-    finish(report);
-    return report;
+    return rt_.template shutdown<value_type>(*this, mode);
   }
 
   // As worker_pool::shutdown_until: drains until the deadline, then aborts.
@@ -235,66 +196,57 @@ class keyed_pool {
   shutdown_report<value_type> shutdown_until(
       const std::chrono::time_point<Clock, Duration>& deadline) {
     ensure_not_in_worker("shutdown_until");
-    return shutdown_by(detail::to_steady_deadline(deadline));
+    return rt_.template shutdown_by<value_type>(*this, detail::to_steady_deadline(deadline));
   }
 
   template <class Rep, class Period>
   shutdown_report<value_type> shutdown_for(const std::chrono::duration<Rep, Period>& timeout) {
     ensure_not_in_worker("shutdown_for");
-    return shutdown_by(detail::deadline_after(timeout));
+    return rt_.template shutdown_by<value_type>(*this, detail::deadline_after(timeout));
   }
 
   // Blocks until no job is queued or running. Throws std::logic_error from a worker.
   void wait_idle() {
     ensure_not_in_worker("wait_idle");
-    (void)idle_.await([this] { return is_idle(); }, detail::steady_time::max());
+    (void)rt_.wait_idle(*this, detail::steady_time::max());
   }
 
   template <class Rep, class Period>
   bool wait_idle_for(const std::chrono::duration<Rep, Period>& timeout) {
     ensure_not_in_worker("wait_idle_for");
-    return idle_.await([this] { return is_idle(); }, detail::deadline_after(timeout));
+    return rt_.wait_idle(*this, detail::deadline_after(timeout));
   }
 
   template <class Clock, class Duration>
   bool wait_idle_until(const std::chrono::time_point<Clock, Duration>& deadline) {
     ensure_not_in_worker("wait_idle_until");
-    return idle_.await([this] { return is_idle(); }, detail::to_steady_deadline(deadline));
+    return rt_.wait_idle(*this, detail::to_steady_deadline(deadline));
   }
 
   // ---- observing ----------------------------------------------------------------------------
 
   // As worker_pool::stats(), plus active_keys (keys with a queued or running job). Thread-safe.
   pool_stats stats() const noexcept {
-    pool_stats s;
-    s.workers = worker_count_;
+    pool_stats s = rt_.stats();
     s.capacity = table_.capacity();
-    s.blocked_producers = room_.blocked() + key_room_.blocked();
-    s.rejected = rejected_.load(std::memory_order_relaxed);
-    s.dropped = dropped_.load(std::memory_order_relaxed);
-    s.handed_back = handed_back_.load(std::memory_order_relaxed);
-    s.latency_enabled = options_.track_latency;
-    for (std::size_t i = 0; i < worker_count_; ++i) {
-      counters_[i].add_to(s, options_.track_latency);
-      s.busy += workers_.state(i) == worker_state::running ? 1 : 0;
-    }
+    s.blocked_producers += key_room_.blocked();
     s.active_keys = table_.active_keys();
-    s.accepted = table_.accepted();  // last: accepted >= executed + handed_back
-    const std::uint64_t settled = s.executed + s.handed_back + s.busy;
-    s.queue_depth = s.accepted > settled ? static_cast<std::size_t>(s.accepted - settled) : 0;
+    rt_.settle(s, table_.accepted());
     return s;
   }
 
-  std::size_t workers() const noexcept { return worker_count_; }
+  std::size_t workers() const noexcept { return rt_.worker_count(); }
   // queue_capacity rounded up to a power of two: the jobs the pool holds across all keys.
   std::size_t capacity() const noexcept { return table_.capacity(); }
   const options_type& options() const noexcept { return options_; }
   bool is_shut_down() const noexcept { return table_.closed(); }
 
  private:
-  enum : std::uint32_t { phase_running = 0, phase_draining = 1, phase_aborting = 2 };
   using push_result = detail::push_result;
   using room_result = detail::room_result;
+  using runtime = detail::pool_runtime<Job>;
+  template <class>
+  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, shutdown
 
   static options_type checked(options_type o) {
     o = detail::checked_options(std::move(o), max_workers, "crew::keyed_pool");
@@ -328,21 +280,8 @@ class keyed_pool {
 
   std::uint64_t stamp() const noexcept { return options_.track_latency ? detail::now_ns() : 0; }
 
-  void drop(Job&& job) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    Job taken(std::move(job));
-    if (options_.on_drop) options_.on_drop(std::move(taken));
-  }
-
-  submit_status refuse_if_full(push_result r) noexcept {
-    if (r == push_result::accepted) return submit_status::accepted;
-    if (r == push_result::closed) return submit_status::closed;
-    rejected_.fetch_add(1, std::memory_order_relaxed);
-    return submit_status::rejected;
-  }
-
-  // One key's side of detail::submit_waiting and detail::submit_range. `last` remembers why the
-  // last attempt failed, so a wait waits for the right kind of room.
+  // One key's side of detail::submit_once, submit_waiting, submit_with_policy and submit_range.
+  // `last` remembers why the last attempt failed, so a wait waits for the right kind of room.
   struct key_ops {
     keyed_pool* pool;
     const Key* key;
@@ -366,9 +305,9 @@ class keyed_pool {
       return admitted;
     }
     bool closed() const noexcept { return pool->table_.closed(); }
-    void drop(Job&& job) const { pool->drop(std::move(job)); }
-    bool may_wait() const noexcept { return !pool->in_own_worker(); }
-    void refused() const noexcept { pool->rejected_.fetch_add(1, std::memory_order_relaxed); }
+    void drop(Job&& job) const { pool->rt_.drop(std::move(job)); }
+    bool may_wait() const noexcept { return !runtime::in_worker(pool); }
+    void refused() const noexcept { pool->rt_.refused(); }
     room_result wait(detail::steady_time deadline, const std::stop_token* token, bool retry) const {
       const auto closed_now = [this] { return pool->table_.closed(); };
       if (last == push_result::key_full) {
@@ -377,60 +316,57 @@ class keyed_pool {
             [this] { return pool->table_.key_has_room(hash, *key, pool->options_.max_per_key); },
             closed_now);
       }
-      return pool->room_.wait(
+      return pool->rt_.room().wait(
           deadline, token, retry, [this] { return pool->table_.used_slots(); }, closed_now);
     }
-    std::atomic<std::uint32_t>& inside_count() const noexcept { return pool->room_.inside_count(); }
+    std::atomic<std::uint32_t>& inside_count() const noexcept {
+      return pool->rt_.room().inside_count();
+    }
   };
 
   // ---- worker internals ---------------------------------------------------------------------
 
-  bool in_own_worker() const noexcept { return detail::current_pool == this; }
-
   void ensure_not_in_worker(const char* what) const {
-    if (in_own_worker()) {
-      throw std::logic_error(std::string("crew::keyed_pool::") + what +
-                             " called from one of the pool's own workers: it would wait for "
-                             "itself");
-    }
+    runtime::ensure_not_in_worker(this, "crew::keyed_pool", what);
   }
 
   void worker_main(std::size_t i, bool successor) noexcept {
     detail::current_pool = this;
-    detail::worker_counters& c = counters_[i];
-    const std::stop_token token =
-        successor ? workers_.stop_token(i) : workers_.adopt_stop_source(i);
+    detail::worker_set& workers = rt_.workers();
+    detail::worker_counters& c = rt_.counters(i);
+    const std::stop_token token = successor ? workers.stop_token(i) : workers.adopt_stop_source(i);
     std::uint64_t threshold = c.draw_threshold(options_.recycle_after);
     std::uint64_t since_recycle = 0;
     bool idle_signalled = false;
     if (successor) {
-      workers_.set_state(i, worker_state::idle);
+      workers.set_state(i, worker_state::idle);
     } else {
-      workers_.mark_started(i);
+      workers.mark_started(i);
     }
     auto hold = [&](std::uint32_t&& e) noexcept { since_recycle += hold_key(i, c, e, token); };
     auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
     for (;;) {
-      // relaxed: a hint, as in worker_pool; the seq_cst load below orders the exit.
-      if (phase_.load(std::memory_order_relaxed) == phase_aborting) break;
+      // relaxed: a hint, as in worker_pool; stop_waiting()'s seq_cst load orders the exit.
+      if (rt_.phase_hint() == detail::phase_aborting) break;
       if (sched_.run_next(i, hold, after_claim)) {
         idle_signalled = false;
         if (options_.recycle_after != 0 && since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(options_.recycle_after);
-          if (recycle(i, c)) return;  // respawned: the new thread carries on
+          // respawned: the new thread carries on
+          if (rt_.recycle(i, [this](std::size_t w) noexcept { worker_main(w, true); })) return;
         }
         continue;
       }
       if (!idle_signalled) {
         idle_signalled = true;
-        signal_idle();
+        rt_.signal_idle();
       }
       if (stop_waiting()) break;
       sched_.idle(
           i, [this]() noexcept { return stop_waiting(); },
-          [this, i](bool parked) noexcept {
-            workers_.set_state(i, parked ? worker_state::parked : worker_state::idle);
+          [&workers, i](bool parked) noexcept {
+            workers.set_state(i, parked ? worker_state::parked : worker_state::idle);
           });
     }
     // The last job of a drain may have been this worker's: the others may be parked on a check
@@ -438,8 +374,8 @@ class keyed_pool {
     // before the parked-count load inside wake_all (a Dekker pair with park()'s announcement).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     sched_.wake_all();
-    signal_idle();
-    workers_.exited(i);
+    rt_.signal_idle();
+    workers.exited(i);
   }
 
   // Worker i holds key entry `e` (taken off the run queue): it takes runs of the key's jobs into
@@ -455,15 +391,15 @@ class keyed_pool {
     auto run = [&](envelope&& env) noexcept {
       table_.started(e);
       key_room_.notify();  // one load unless a producer waits for room in some key
-      workers_.set_state(i, worker_state::running);
+      rt_.workers().set_state(i, worker_state::running);
       detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
                       options_.track_latency);
-      workers_.set_state(i, worker_state::idle);
+      rt_.workers().set_state(i, worker_state::idle);
       ++ran;
     };
     for (;;) {
       // relaxed: a hint, as in the worker loop; an abort leaves the rest of the run stashed.
-      const bool aborting = phase_.load(std::memory_order_relaxed) == phase_aborting;
+      const bool aborting = rt_.phase_hint() == detail::phase_aborting;
       if (!aborting && own.pop(run)) continue;
       const std::uint32_t room = own.fill_room();
       if (room == 0) {  // a shutdown is copying the stash out: let it finish
@@ -480,53 +416,27 @@ class keyed_pool {
       });
       if (what == table_type::step::requeue) schedule(e);
       if (what != table_type::step::run) return ran;
-      room_.after_claim([this] { return table_.used_slots(); });
+      rt_.room().after_claim([this] { return table_.used_slots(); });
     }
-  }
-
-  bool recycle(std::size_t i, detail::worker_counters& c) noexcept {
-    return detail::recycle_worker(workers_, i, c, options_,
-                                  phase_.load(std::memory_order_relaxed) == phase_running,
-                                  [this](std::size_t w) noexcept { worker_main(w, true); });
-  }
-
-  std::uint64_t executed_total() const noexcept {
-    std::uint64_t n = 0;
-    for (std::size_t i = 0; i < worker_count_; ++i) n += counters_[i].executed_acquire();
-    return n;
   }
 
   // Whether a worker may leave: aborting, or draining with every accepted job run (the table is
   // closed before the phase says draining, so the accepted count is final by then).
   bool stop_waiting() const noexcept {
-    const std::uint32_t phase = phase_.load(std::memory_order_seq_cst);
-    if (phase == phase_aborting) return true;
-    return phase == phase_draining && executed_total() >= table_.accepted();
+    const std::uint32_t phase = rt_.phase();
+    if (phase == detail::phase_aborting) return true;
+    return phase == detail::phase_draining && rt_.executed_total() >= table_.accepted();
   }
 
-  void signal_idle() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    idle_.notify_all();
-  }
+  // ---- the runtime's interface (detail/pool_runtime.hpp) --------------------------------------
 
-  bool is_idle() const noexcept {
-    // Completed first, accepted second (as worker_pool::is_idle).
-    const std::uint64_t done = handed_back_.load(std::memory_order_acquire) + executed_total();
-    return done >= table_.accepted();
-  }
-
-  // ---- shutdown internals -------------------------------------------------------------------
+  std::uint64_t accepted_count() const noexcept { return table_.accepted(); }
 
   void begin_shutdown(std::uint32_t target) noexcept {
     table_.close();  // first: "draining" must mean that no admit can still be in flight
-    std::uint32_t current = phase_.load(std::memory_order_seq_cst);
-    while (current < target &&
-           !phase_.compare_exchange_weak(current, target, std::memory_order_seq_cst)) {
-    }
-    workers_.stop_respawns();
-    if (target == phase_aborting) workers_.request_stop_all();
+    rt_.raise_phase(target);
     sched_.wake_all();
-    room_.wake_all();
+    rt_.room().wake_all();
     key_room_.wake_all();
   }
 
@@ -535,8 +445,7 @@ class keyed_pool {
   // handed back for the next call.
   void collect(std::vector<value_type>& out) {
     const std::lock_guard lock(collect_mutex_);
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < worker_count_; ++i) {
+    for (std::size_t i = 0; i < rt_.worker_count(); ++i) {
       for (;;) {
         stolen_.reserve(stolen_.size() + table_type::max_take);
         const auto e = job_stashes_[i].entry.load(std::memory_order_relaxed);
@@ -558,49 +467,13 @@ class keyed_pool {
       }
     } catch (...) {
       stolen_.erase(stolen_.begin(), stolen_.begin() + static_cast<std::ptrdiff_t>(converted));
-      handed_back_.fetch_add(converted, std::memory_order_release);
+      rt_.handed_back(converted);
       throw;
     }
-    n += converted;
     stolen_.clear();
-    n += table_.collect(out, workers_.live() == 0);
-    handed_back_.fetch_add(n, std::memory_order_release);
-    signal_idle();
+    rt_.handed_back(converted + table_.collect(out, rt_.workers().live() == 0));
   }
 
-  shutdown_report<value_type> shutdown_by(detail::steady_time deadline) {
-    shutdown_report<value_type> report;
-    begin_shutdown(phase_draining);
-    if (!workers_.wait_all_exited(deadline)) {
-      begin_shutdown(phase_aborting);
-      (void)workers_.wait_settled();
-      collect(report.handed_back);
-    }
-    finish(report);
-    return report;
-  }
-
-  void finish(shutdown_report<value_type>& report) {
-    report.still_running = workers_.live();
-    if (report.still_running == 0) {
-      workers_.join_all();
-    } else {
-      workers_.join_exited();
-    }
-    report.executed = executed_total();
-    report.drained = report.still_running == 0 &&
-                     handed_back_.load(std::memory_order_acquire) == 0 &&
-                     report.executed == table_.accepted();
-  }
-
-  Handler handler_;
-  options_type options_;
-  Hash hash_;
-  table_type table_;
-  detail::scheduler<std::uint32_t> sched_;  // the run queue of key entries
-  detail::worker_set workers_;
-  std::unique_ptr<detail::worker_counters[]> counters_;
-  std::size_t worker_count_ = 0;
   // Each worker's job stash: the run of one key's jobs it took and has not started (K3), and
   // that key's entry. Only the owner fills and pops; a shutdown steals what is left.
   using job_stash = detail::stash<envelope, table_type::max_take>;
@@ -608,17 +481,17 @@ class keyed_pool {
     job_stash jobs;
     std::atomic<std::uint32_t> entry{detail::no_index};
   };
+
+  Handler handler_;
+  runtime rt_;  // options, threads, counters, phase, waiting producers, wait_idle callers
+  const options_type& options_;
+  Hash hash_;
+  table_type table_;
+  detail::scheduler<std::uint32_t> sched_;  // the run queue of key entries
   std::unique_ptr<worker_jobs[]> job_stashes_;
-  std::mutex collect_mutex_;                           // shutdowns collecting at once
-  std::vector<std::pair<std::uint32_t, Job>> stolen_;  // guarded by collect_mutex_
-  detail::room_gate room_;                             // producers waiting for a free slot
   detail::room_gate key_room_;  // producers waiting for room in their key (max_per_key)
-  detail::eventcount idle_;
-  alignas(detail::cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
-  // Statistics (relaxed) and hand-backs (release/acquire, as in worker_pool).
-  alignas(detail::cache_line_size) std::atomic<std::uint64_t> rejected_{0};
-  std::atomic<std::uint64_t> dropped_{0};
-  std::atomic<std::uint64_t> handed_back_{0};
+  std::mutex collect_mutex_;    // shutdowns collecting at once
+  std::vector<std::pair<std::uint32_t, Job>> stolen_;  // guarded by collect_mutex_
 };
 
 }  // namespace crew

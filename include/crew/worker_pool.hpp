@@ -63,6 +63,7 @@
 #include "detail/eventcount.hpp"
 #include "detail/handler.hpp"
 #include "detail/job_runner.hpp"
+#include "detail/pool_runtime.hpp"
 #include "detail/pool_support.hpp"
 #include "detail/room.hpp"
 #include "detail/scheduler.hpp"
@@ -107,23 +108,15 @@ class worker_pool {
   // started (the threads already started are stopped and joined first).
   explicit worker_pool(Handler handler, options_type options = {})
       : handler_(std::move(handler)),
-        options_(detail::checked_options(std::move(options), max_workers)),
-        sched_(options_.queue_capacity, options_.workers, "crew::worker_pool"),
-        workers_(options_.workers, options_.stack_size, options_.name),
-        counters_(std::make_unique<detail::worker_counters[]>(options_.workers)),
-        room_(sched_.capacity() / 2) {
-    capacity_ = sched_.capacity();
-    worker_count_ = options_.workers;
-    track_latency_ = options_.track_latency;
-    recycle_after_ = options_.recycle_after;
-    std::random_device seed_source;
-    const std::uint64_t seed =
-        (std::uint64_t{seed_source()} << 32) ^ seed_source() ^ detail::now_ns();
-    for (std::size_t i = 0; i < worker_count_; ++i) {
-      counters_[i].rng = seed + i * 0x9E3779B97F4A7C15ULL;
-    }
-    workers_.start_all([this](std::size_t i) noexcept { worker_main(i, false); },
-                       [this]() noexcept { begin_shutdown(phase_aborting); });
+        rt_(detail::checked_options(std::move(options), max_workers)),
+        sched_(rt_.options().queue_capacity, rt_.worker_count(), "crew::worker_pool"),
+        options_(rt_.options()),
+        worker_count_(rt_.worker_count()),
+        capacity_(sched_.capacity()),
+        recycle_after_(options_.recycle_after),
+        track_latency_(options_.track_latency) {
+    rt_.workers().start_all([this](std::size_t i) noexcept { worker_main(i, false); },
+                            [this]() noexcept { begin_shutdown(detail::phase_aborting); });
   }
 
   worker_pool(const worker_pool&) = delete;
@@ -137,25 +130,7 @@ class worker_pool {
   // destroyed here; call shutdown() again before destruction to collect them. Destroying the
   // pool from one of its own workers is a programming error: it prints a message and calls
   // std::terminate.
-  ~worker_pool() {
-    if (in_own_worker()) {
-      std::fputs(
-          "crew::worker_pool destroyed from one of its own workers: it would wait for itself\n",
-          stderr);
-      std::terminate();
-    }
-    try {
-      (void)shutdown(shutdown_mode::drain);
-    } catch (...) {  // NOLINT(bugprone-empty-catch): only bad_alloc building a report nobody reads
-      (void)workers_.wait_all_exited(detail::steady_time::max());
-    }
-    workers_.join_all();
-    // Producers that were inside a waiting submit have been woken with `closed`; let them
-    // leave the pool's code before its members go away. They are counted from the start of the
-    // call, so none can be between a failed push and its count. (Starting a call after
-    // destruction began is a bug, as for any object.)
-    while (room_.producers_inside() != 0) std::this_thread::yield();
-  }
+  ~worker_pool() { rt_.destroy(*this, "crew::worker_pool"); }
 
   // ---- submitting ---------------------------------------------------------------------------
 
@@ -164,25 +139,12 @@ class worker_pool {
   // dropped or closed. The job is moved from only when accepted or dropped. Thread-safe; from a
   // worker of this pool, the block policy returns rejected instead of waiting.
   submit_status submit(Job&& job) {
-    switch (options_.on_full) {
-      case overflow_policy::block: return submit_waiting(job, detail::steady_time::max(), nullptr);
-      case overflow_policy::reject: return try_submit(std::move(job));
-      case overflow_policy::drop: break;
-    }
-    const push_result r = push(job);
-    if (r != push_result::full) return to_status(r);
-    drop(std::move(job));
-    return submit_status::dropped;
+    return detail::submit_with_policy(job, options_.on_full, range_ops{this});
   }
 
   // Submits a job if there is room now: accepted, rejected (full) or closed. Never waits. The
   // job is moved from only when accepted. Thread-safe.
-  submit_status try_submit(Job&& job) noexcept {
-    const push_result r = push(job);
-    if (r != push_result::full) return to_status(r);
-    rejected_.fetch_add(1, std::memory_order_relaxed);
-    return submit_status::rejected;
-  }
+  submit_status try_submit(Job&& job) noexcept { return detail::submit_once(job, range_ops{this}); }
 
   // Submits a job, waiting up to `timeout` for room (asleep, after a brief poll): accepted,
   // timed_out or closed (a shutdown also wakes the waiter); returns by the deadline. A timeout
@@ -240,13 +202,7 @@ class worker_pool {
   // std::logic_error, changing nothing, when called from one of this pool's workers.
   shutdown_report<Job> shutdown(shutdown_mode mode = shutdown_mode::drain) {
     ensure_not_in_worker("shutdown");
-    shutdown_report<Job> report;
-    begin_shutdown(mode == shutdown_mode::abort ? phase_aborting : phase_draining);
-    (void)workers_.wait_all_exited(detail::steady_time::max());
-    // After an abort (this one or a concurrent one), whatever is left was never started.
-    if (phase_.load(std::memory_order_seq_cst) == phase_aborting) collect(report.handed_back);
-    finish(report);
-    return report;
+    return rt_.template shutdown<Job>(*this, mode);
   }
 
   // Closes the pool and drains until `deadline` (any clock); then, if jobs remain, aborts: the
@@ -258,14 +214,14 @@ class worker_pool {
   template <class Clock, class Duration>
   shutdown_report<Job> shutdown_until(const std::chrono::time_point<Clock, Duration>& deadline) {
     ensure_not_in_worker("shutdown_until");
-    return shutdown_by(detail::to_steady_deadline(deadline));
+    return rt_.template shutdown_by<Job>(*this, detail::to_steady_deadline(deadline));
   }
 
   // As shutdown_until(now + timeout); a timeout <= 0 is an abort that returns at once.
   template <class Rep, class Period>
   shutdown_report<Job> shutdown_for(const std::chrono::duration<Rep, Period>& timeout) {
     ensure_not_in_worker("shutdown_for");
-    return shutdown_by(detail::deadline_after(timeout));
+    return rt_.template shutdown_by<Job>(*this, detail::deadline_after(timeout));
   }
 
   // Blocks until no job is queued and none is running (every accepted job has run or been
@@ -274,7 +230,7 @@ class worker_pool {
   // from one of this pool's workers.
   void wait_idle() {
     ensure_not_in_worker("wait_idle");
-    (void)wait_idle_by(detail::steady_time::max());
+    (void)rt_.wait_idle(*this, detail::steady_time::max());
   }
 
   // As wait_idle(), giving up at the deadline: true when the pool became idle, false when jobs
@@ -282,14 +238,14 @@ class worker_pool {
   template <class Rep, class Period>
   bool wait_idle_for(const std::chrono::duration<Rep, Period>& timeout) {
     ensure_not_in_worker("wait_idle_for");
-    return wait_idle_by(detail::deadline_after(timeout));
+    return rt_.wait_idle(*this, detail::deadline_after(timeout));
   }
 
   // As wait_idle_for, with a deadline on any clock.
   template <class Clock, class Duration>
   bool wait_idle_until(const std::chrono::time_point<Clock, Duration>& deadline) {
     ensure_not_in_worker("wait_idle_until");
-    return wait_idle_by(detail::to_steady_deadline(deadline));
+    return rt_.wait_idle(*this, detail::to_steady_deadline(deadline));
   }
 
   // ---- observing ----------------------------------------------------------------------------
@@ -299,22 +255,9 @@ class worker_pool {
   // disagree slightly. queue_depth counts the accepted jobs waiting to start, wherever they
   // wait (the ring or a worker's stash). Thread-safe, wait-free, allocation-free.
   pool_stats stats() const noexcept {
-    pool_stats s;
-    s.workers = worker_count_;
+    pool_stats s = rt_.stats();
     s.capacity = capacity_;
-    s.blocked_producers = room_.blocked();
-    s.rejected = rejected_.load(std::memory_order_relaxed);
-    s.dropped = dropped_.load(std::memory_order_relaxed);
-    s.handed_back = handed_back_.load(std::memory_order_relaxed);
-    s.latency_enabled = track_latency_;
-    for (std::size_t i = 0; i < worker_count_; ++i) {
-      counters_[i].add_to(s, track_latency_);
-      s.busy += workers_.state(i) == worker_state::running ? 1 : 0;
-    }
-    // Read last: accepted >= executed + handed_back in the snapshot, as at every instant.
-    s.accepted = sched_.ring().pushed_count();
-    const std::uint64_t settled = s.executed + s.handed_back + s.busy;
-    s.queue_depth = s.accepted > settled ? static_cast<std::size_t>(s.accepted - settled) : 0;
+    rt_.settle(s, sched_.ring().pushed_count());
     return s;
   }
 
@@ -325,7 +268,7 @@ class worker_pool {
       throw std::out_of_range("crew::worker_pool::state_of: worker " + std::to_string(i) + " of " +
                               std::to_string(worker_count_));
     }
-    return workers_.state(i);
+    return rt_.workers().state(i);
   }
 
   // The configured number of workers. Thread-safe.
@@ -341,15 +284,12 @@ class worker_pool {
   bool is_shut_down() const noexcept { return sched_.closed(); }
 
  private:
-  enum : std::uint32_t { phase_running = 0, phase_draining = 1, phase_aborting = 2 };
   using push_result = detail::push_result;
   using room_result = detail::room_result;
+  template <class>
+  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, shutdown
 
   // ---- submit internals ---------------------------------------------------------------------
-
-  static submit_status to_status(push_result r) noexcept {
-    return r == push_result::accepted ? submit_status::accepted : submit_status::closed;
-  }
 
   std::uint64_t stamp() const noexcept { return track_latency_ ? detail::now_ns() : 0; }
 
@@ -359,16 +299,9 @@ class worker_pool {
     return sched_.closed() ? push_result::closed : push_result::full;
   }
 
-  // Consumes a dropped job: the caller's object is moved from whether or not on_drop takes it.
-  void drop(Job&& job) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    Job taken(std::move(job));
-    if (options_.on_drop) options_.on_drop(std::move(taken));
-  }
-
   detail::room_result wait_for_room(detail::steady_time deadline, const std::stop_token* token,
                                     bool retry) {
-    return room_.wait(
+    return rt_.room().wait(
         deadline, token, retry, [this] { return sched_.ring().size_approx(); },
         [this] { return sched_.closed(); });
   }
@@ -378,7 +311,7 @@ class worker_pool {
     return detail::submit_waiting(job, range_ops{this}, deadline, token);
   }
 
-  // The pool's side of detail::submit_waiting and detail::submit_range.
+  // The pool's side of detail::submit_once, submit_waiting, submit_with_policy, submit_range.
   struct range_ops {
     worker_pool* pool;
     push_result push(Job& job) const noexcept { return pool->push(job); }
@@ -387,13 +320,15 @@ class worker_pool {
       return pool->sched_.push_bulk(detail::stamping_iterator<Job, It>{it, pool->stamp()}, n);
     }
     bool closed() const noexcept { return pool->sched_.closed(); }
-    void drop(Job&& job) const { pool->drop(std::move(job)); }
+    void drop(Job&& job) const { pool->rt_.drop(std::move(job)); }
     bool may_wait() const noexcept { return !pool->in_own_worker(); }
-    void refused() const noexcept { pool->rejected_.fetch_add(1, std::memory_order_relaxed); }
+    void refused() const noexcept { pool->rt_.refused(); }
     room_result wait(detail::steady_time deadline, const std::stop_token* token, bool retry) const {
       return pool->wait_for_room(deadline, token, retry);
     }
-    std::atomic<std::uint32_t>& inside_count() const noexcept { return pool->room_.inside_count(); }
+    std::atomic<std::uint32_t>& inside_count() const noexcept {
+      return pool->rt_.room().inside_count();
+    }
   };
 
   template <class R>
@@ -403,121 +338,78 @@ class worker_pool {
 
   // ---- worker internals ---------------------------------------------------------------------
 
-  bool in_own_worker() const noexcept { return detail::current_pool == this; }
-
+  bool in_own_worker() const noexcept { return runtime::in_worker(this); }
   void ensure_not_in_worker(const char* what) const {
-    if (in_own_worker()) {
-      throw std::logic_error(std::string("crew::worker_pool::") + what +
-                             " called from one of the pool's own workers: it would wait for "
-                             "itself");
-    }
+    runtime::ensure_not_in_worker(this, "crew::worker_pool", what);
   }
 
   void worker_main(std::size_t i, bool successor) noexcept {
     detail::current_pool = this;
-    detail::worker_counters& c = counters_[i];
+    detail::worker_set& workers = rt_.workers();
+    detail::worker_counters& c = rt_.counters(i);
     // A successor (respawn) keeps its worker's source: only the first thread adopts one.
-    const std::stop_token token =
-        successor ? workers_.stop_token(i) : workers_.adopt_stop_source(i);
+    const std::stop_token token = successor ? workers.stop_token(i) : workers.adopt_stop_source(i);
     std::uint64_t threshold = c.draw_threshold(recycle_after_);
     std::uint64_t since_recycle = 0;
     bool idle_signalled = false;
     if (successor) {
-      workers_.set_state(i, worker_state::idle);
+      workers.set_state(i, worker_state::idle);
     } else {
-      workers_.mark_started(i);
+      workers.mark_started(i);
     }
     auto run = [&](envelope&& env) noexcept {
-      workers_.set_state(i, worker_state::running);
-      run_one(c, env, token);
-      workers_.set_state(i, worker_state::idle);
+      workers.set_state(i, worker_state::running);
+      detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
+                      track_latency_);
+      workers.set_state(i, worker_state::idle);
     };
-    auto after_claim = [this]() noexcept { wake_producers(); };
+    // After a ring claim (a seq_cst RMW on its head): see detail::room_gate::after_claim.
+    auto after_claim = [this]() noexcept {
+      rt_.room().after_claim([this] { return sched_.ring().size_approx(); });
+    };
     for (;;) {
       // relaxed: a hint; a job that starts just as the abort begins counts as running, and the
       // closed check below (seq_cst) orders the exit.
-      if (phase_.load(std::memory_order_relaxed) == phase_aborting) break;
+      if (rt_.phase_hint() == detail::phase_aborting) break;
       if (sched_.run_next(i, run, after_claim)) {
         idle_signalled = false;
         if (recycle_after_ != 0 && ++since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(recycle_after_);
-          if (recycle(i, c)) return;  // respawned: the new thread carries on
+          // respawned: the new thread carries on
+          if (rt_.recycle(i, [this](std::size_t w) noexcept { worker_main(w, true); })) return;
         }
         continue;
       }
       if (!idle_signalled) {
         idle_signalled = true;
-        signal_idle();
+        rt_.signal_idle();
       }
       if (sched_.closed()) {
-        if (phase_.load(std::memory_order_seq_cst) == phase_aborting || sched_.drained()) break;
+        if (rt_.phase() == detail::phase_aborting || sched_.drained()) break;
         std::this_thread::yield();  // a producer is writing a claimed slot, or a steal is in flight
         continue;
       }
       sched_.idle(
           i, [this]() noexcept { return sched_.closed(); },
-          [this, i](bool parked) noexcept {
-            workers_.set_state(i, parked ? worker_state::parked : worker_state::idle);
+          [&workers, i](bool parked) noexcept {
+            workers.set_state(i, parked ? worker_state::parked : worker_state::idle);
           });
     }
-    signal_idle();
-    workers_.exited(i);
+    rt_.signal_idle();
+    workers.exited(i);
   }
 
-  [[gnu::always_inline]] inline void run_one(detail::worker_counters& c, envelope& env,
-                                             const std::stop_token& token) noexcept {
-    detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
-                    track_latency_);
-  }
+  // ---- the runtime's interface (detail/pool_runtime.hpp) --------------------------------------
 
-  // After a ring claim (a seq_cst RMW on its head): see detail::room_gate::after_claim.
-  void wake_producers() noexcept {
-    room_.after_claim([this] { return sched_.ring().size_approx(); });
-  }
-
-  // Tells wait_idle() callers to re-check. The fence orders the worker's last counter store
-  // before the waiter-count load (the notifier's half of the eventcount handshake).
-  void signal_idle() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    idle_.notify_all();
-  }
-
-  bool is_idle() const noexcept {
-    // Completed first, accepted second: both only grow and completed <= accepted, so equality
-    // means every job accepted by the time of the first read had completed then.
-    std::uint64_t done = handed_back_.load(std::memory_order_acquire);
-    for (std::size_t i = 0; i < worker_count_; ++i) done += counters_[i].executed_acquire();
-    return done >= sched_.ring().pushed_count();
-  }
-
-  // The fence in eventcount::await pairs with the one in signal_idle(): either the waiter sees
-  // the last count, or the worker sees the waiter and bumps the epoch after its read.
-  bool wait_idle_by(detail::steady_time deadline) {
-    return idle_.await([this] { return is_idle(); }, deadline);
-  }
-
-  // Recycles the calling worker. Returns true when a new thread now runs this worker (the
-  // caller must return without touching the worker's state again).
-  bool recycle(std::size_t i, detail::worker_counters& c) noexcept {
-    return detail::recycle_worker(workers_, i, c, options_,
-                                  phase_.load(std::memory_order_relaxed) == phase_running,
-                                  [this](std::size_t w) noexcept { worker_main(w, true); });
-  }
-
-  // ---- shutdown internals -------------------------------------------------------------------
+  std::uint64_t accepted_count() const noexcept { return sched_.ring().pushed_count(); }
 
   void begin_shutdown(std::uint32_t target) noexcept {
-    std::uint32_t current = phase_.load(std::memory_order_seq_cst);
-    while (current < target &&
-           !phase_.compare_exchange_weak(current, target, std::memory_order_seq_cst)) {
-    }
-    workers_.stop_respawns();
-    if (target == phase_aborting) workers_.request_stop_all();
+    rt_.raise_phase(target);
     // After the phase: a worker that sees the ring closed also sees the phase.
     sched_.close();
     sched_.wake_all();
-    room_.wake_all();
+    rt_.room().wake_all();
   }
 
   // Takes every job still in the pool (stashes, then the ring) into `out`, for a report.
@@ -526,60 +418,20 @@ class worker_pool {
     const std::size_t n = sched_.collect(taken);
     out.reserve(out.size() + n);
     for (envelope& e : taken) out.push_back(std::move(e.job));
-    handed_back_.fetch_add(n, std::memory_order_release);
-    signal_idle();
+    rt_.handed_back(n);
   }
 
-  shutdown_report<Job> shutdown_by(detail::steady_time deadline) {
-    shutdown_report<Job> report;
-    begin_shutdown(phase_draining);
-    if (!workers_.wait_all_exited(deadline)) {
-      begin_shutdown(phase_aborting);
-      // Idle and parked workers exit at once; only the ones inside a job stay.
-      (void)workers_.wait_settled();
-      collect(report.handed_back);
-    }
-    finish(report);
-    return report;
-  }
+  using runtime = detail::pool_runtime<Job>;
 
-  void finish(shutdown_report<Job>& report) {
-    report.still_running = workers_.live();
-    if (report.still_running == 0) {
-      workers_.join_all();
-    } else {
-      workers_.join_exited();
-    }
-    std::uint64_t executed = 0;
-    for (std::size_t i = 0; i < worker_count_; ++i) executed += counters_[i].executed_acquire();
-    report.executed = executed;
-    report.drained = report.still_running == 0 &&
-                     handed_back_.load(std::memory_order_acquire) == 0 &&
-                     report.executed == sched_.ring().pushed_count();
-  }
-
-  // Read-mostly configuration and the handler.
   Handler handler_;
-  options_type options_;
+  runtime rt_;  // options, threads, counters, phase, waiting producers, wait_idle callers
   detail::scheduler<envelope> sched_;
-  detail::worker_set workers_;
-  std::unique_ptr<detail::worker_counters[]> counters_;
-  std::size_t worker_count_ = 0;
-  std::size_t capacity_ = 0;
-  std::uint64_t recycle_after_ = 0;
-  bool track_latency_ = false;
-
-  // Producers waiting for room (and the destructor's count of them); wait_idle() callers.
-  detail::room_gate room_;
-  detail::eventcount idle_;
-  // Lifecycle.
-  alignas(detail::cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
-  // Slow-path counters (refusals and hand-backs only). rejected_ and dropped_ are relaxed:
-  // statistics, nothing is published through them. handed_back_ is release/acquire because
-  // wait_idle() and finish() compare it with the executed counts.
-  alignas(detail::cache_line_size) std::atomic<std::uint64_t> rejected_{0};
-  std::atomic<std::uint64_t> dropped_{0};
-  std::atomic<std::uint64_t> handed_back_{0};
+  // Read-mostly copies for the workers' loop.
+  const options_type& options_;
+  std::size_t worker_count_;
+  std::size_t capacity_;
+  std::uint64_t recycle_after_;
+  bool track_latency_;
 };
 
 }  // namespace crew

@@ -1,5 +1,7 @@
 #pragma once
 
+// crew::detail::submit_once, submit_with_policy: a pool's try_submit and submit(Job&&).
+//
 // crew::detail::submit_waiting: a pool's single waiting submit (submit under block, the timed and
 // stop-token forms): one attempt, then, unless called from the pool's own worker, wait for room
 // and retry until accepted, closed, or the wait gives up (timed_out, cancelled). The job is
@@ -36,6 +38,16 @@ namespace crew::detail {
 // One attempt's outcome. key_full: a keyed pool's key is at max_per_key (the pool has room).
 enum class push_result { accepted, full, key_full, closed };
 
+// One attempt, never waiting: accepted, closed, or rejected (counted through ops.refused()).
+template <class Job, class Ops>
+submit_status submit_once(Job& job, const Ops& ops) noexcept(noexcept(ops.push(job))) {
+  const push_result r = ops.push(job);
+  if (r == push_result::accepted) return submit_status::accepted;
+  if (r == push_result::closed) return submit_status::closed;
+  ops.refused();
+  return submit_status::rejected;
+}
+
 template <class Job, class Ops>
 submit_status submit_waiting(Job& job, const Ops& ops, steady_time deadline,
                              const std::stop_token* token) {
@@ -61,6 +73,22 @@ submit_status submit_waiting(Job& job, const Ops& ops, steady_time deadline,
                                          : submit_status::timed_out;
     }
   }
+}
+
+// submit(Job&&) under `policy`: block waits for room (submit_waiting), reject refuses at once,
+// drop hands the job that did not fit to ops.drop().
+template <class Job, class Ops>
+submit_status submit_with_policy(Job& job, overflow_policy policy, const Ops& ops) {
+  switch (policy) {
+    case overflow_policy::block: return submit_waiting(job, ops, steady_time::max(), nullptr);
+    case overflow_policy::reject: return submit_once(job, ops);
+    case overflow_policy::drop: break;
+  }
+  const push_result r = ops.push(job);
+  if (r == push_result::accepted) return submit_status::accepted;
+  if (r == push_result::closed) return submit_status::closed;
+  ops.drop(std::move(job));
+  return submit_status::dropped;
 }
 
 template <class Job, class R, class Ops>
