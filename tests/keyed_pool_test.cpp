@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -488,6 +490,100 @@ TEST(KeyedPool, TakenJobsCountAgainstMaxPerKey) {
   pool.wait_idle();
   EXPECT_EQ(pool.try_submit(1, 4), submit_status::accepted);
   pool.wait_idle();
+}
+
+// Regression (found by the keyed chaos harness and fuzzer): an abort while a worker's job stash
+// still held part of a run hung, the worker waiting for the stash to be copied out and the
+// shutdown waiting for the worker to exit.
+TEST(KeyedPool, AbortWithAStashedRunReturns) {
+  std::atomic<bool> open{false};
+  std::atomic<int> started{0};
+  crew::keyed_pool<int, int> pool{[&](int v, std::stop_token t) {
+                                    started.fetch_add(1);
+                                    if (v == 0) {
+                                      while (!open.load()) std::this_thread::sleep_for(100us);
+                                    }
+                                    if (v == 10) {
+                                      while (!t.stop_requested()) {
+                                        std::this_thread::sleep_for(100us);
+                                      }
+                                    }
+                                  },
+                                  {.workers = 1, .queue_capacity = 16, .key_budget = 16}};
+  ASSERT_EQ(pool.submit(0, 0), submit_status::accepted);
+  ASSERT_TRUE(eventually([&] { return started.load() == 1; }));
+  for (int v : {10, 11, 12}) ASSERT_EQ(pool.submit(1, int{v}), submit_status::accepted);
+  open = true;  // the worker takes key 1's run [10, 11, 12] into its stash and starts 10
+  ASSERT_TRUE(eventually([&] { return started.load() == 2; }));
+  std::atomic<bool> returned{false};
+  std::thread watchdog([&] {
+    if (!eventually([&] { return returned.load(); }, 20s)) {
+      std::fputs("AbortWithAStashedRunReturns: shutdown(abort) hung\n", stderr);
+      std::abort();
+    }
+  });
+  const auto report = pool.shutdown(shutdown_mode::abort);
+  returned = true;
+  watchdog.join();
+  std::vector<int> back;
+  for (const auto& [key, job] : report.handed_back) back.push_back(job);
+  EXPECT_EQ(back, (std::vector<int>{11, 12}));
+  EXPECT_EQ(report.executed, 2U);
+}
+
+// Regression (found by the keyed chaos harness under ASan): a deadline shutdown copying the key
+// of a still-running worker's stashed run read it after the worker, its job done, had removed
+// the key's entry (heap-use-after-free; ASan reports it, and the copy below may read garbage).
+// A key whose copy is slow once armed widens the window.
+std::atomic<bool> g_slow_key_copies{false};
+struct slow_key {
+  std::string name;
+  explicit slow_key(std::string n) : name(std::move(n)) {}
+  slow_key(const slow_key& o) {
+    if (g_slow_key_copies.load()) std::this_thread::sleep_for(50ms);
+    name = o.name;
+  }
+  slow_key& operator=(const slow_key&) = default;
+  bool operator==(const slow_key& o) const { return name == o.name; }
+};
+struct slow_key_hash {
+  std::size_t operator()(const slow_key& k) const { return std::hash<std::string>{}(k.name); }
+};
+
+TEST(KeyedPool, DeadlineCollectReadsAKeyThatStays) {
+  std::atomic<bool> open{false};
+  std::atomic<bool> open10{false};
+  std::atomic<int> started{0};
+  auto pool = std::make_unique<crew::keyed_pool<slow_key, int, crew::job_handler<int>,
+                                                slow_key_hash>>(
+      [&](int v) {  // ignores its stop token
+        started.fetch_add(1);
+        if (v == 0) {
+          while (!open.load()) std::this_thread::sleep_for(100us);
+        }
+        if (v == 10) {
+          while (!open10.load()) std::this_thread::sleep_for(100us);
+        }
+      },
+      crew::pool_options<int>{.workers = 1, .queue_capacity = 16, .key_budget = 16});
+  const slow_key hold{"holder-key-with-a-long-name-on-the-heap"};
+  const slow_key k{"a-key-whose-name-is-long-enough-to-be-on-the-heap"};
+  ASSERT_EQ(pool->submit(hold, 0), submit_status::accepted);
+  ASSERT_TRUE(eventually([&] { return started.load() == 1; }));
+  for (int v : {10, 11, 12}) ASSERT_EQ(pool->submit(k, int{v}), submit_status::accepted);
+  open = true;
+  ASSERT_TRUE(eventually([&] { return started.load() == 2; }));  // 10 runs; 11, 12 stashed
+  g_slow_key_copies = true;
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(30ms);  // the collector is inside its first key copy
+    open10 = true;                      // job 10 ends while the copy goes on
+  });
+  const auto report = pool->shutdown_for(5ms);
+  releaser.join();
+  g_slow_key_copies = false;
+  ASSERT_EQ(report.handed_back.size(), 2U);
+  for (const auto& [key, job] : report.handed_back) EXPECT_EQ(key.name, k.name);
+  pool.reset();
 }
 
 TEST(KeyedPool, PassedDeadlineIsAnAbort) {

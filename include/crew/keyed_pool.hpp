@@ -400,7 +400,13 @@ class keyed_pool {
     for (;;) {
       // relaxed: a hint, as in the worker loop; an abort leaves the rest of the run stashed.
       const bool aborting = rt_.phase_hint() == detail::phase_aborting;
-      if (!aborting && own.pop(run)) continue;
+      if (aborting) {
+        // The rest of the run stays stashed for the shutdown to collect (which it does after
+        // this worker has exited, or settled inside a job): leave, do not wait for it.
+        if (!own.idle()) return ran;
+      } else if (own.pop(run)) {
+        continue;
+      }
       const std::uint32_t room = own.fill_room();
       if (room == 0) {  // a shutdown is copying the stash out: let it finish
         std::this_thread::yield();
@@ -458,19 +464,21 @@ class keyed_pool {
         if (busy) std::this_thread::yield();
       }
     }
-    out.reserve(out.size() + stolen_.size());
-    std::size_t converted = 0;
+    // The entries stay while aborting (K4: a holder leaves its entry then), so key_of() is safe.
+    out.reserve(out.size() + (stolen_.size() - stolen_done_));
+    const std::size_t first = stolen_done_;
     try {
-      for (auto& [e, job] : stolen_) {
+      for (; stolen_done_ < stolen_.size(); ++stolen_done_) {
+        auto& [e, job] = stolen_[stolen_done_];
         out.emplace_back(table_.key_of(e), std::move(job));
-        ++converted;
       }
     } catch (...) {
-      stolen_.erase(stolen_.begin(), stolen_.begin() + static_cast<std::ptrdiff_t>(converted));
-      rt_.handed_back(converted);
+      rt_.handed_back(stolen_done_ - first);  // the rest stays for the next call
       throw;
     }
+    const std::size_t converted = stolen_done_ - first;
     stolen_.clear();
+    stolen_done_ = 0;
     rt_.handed_back(converted + table_.collect(out, rt_.workers().live() == 0));
   }
 
@@ -491,7 +499,10 @@ class keyed_pool {
   std::unique_ptr<worker_jobs[]> job_stashes_;
   detail::room_gate key_room_;  // producers waiting for room in their key (max_per_key)
   std::mutex collect_mutex_;    // shutdowns collecting at once
-  std::vector<std::pair<std::uint32_t, Job>> stolen_;  // guarded by collect_mutex_
+  // Jobs collected from the job stashes, with their entries; those before stolen_done_ are
+  // handed back already (a Key copy threw after them). Guarded by collect_mutex_.
+  std::vector<std::pair<std::uint32_t, Job>> stolen_;
+  std::size_t stolen_done_ = 0;
 };
 
 }  // namespace crew

@@ -33,7 +33,8 @@
 //   K4. The holder gives the key up under the same lock in one of three ways: the FIFO is empty
 //       (the entry is removed: the next admit creates and schedules a new one), its budget is
 //       spent with jobs left (requeue: it pushes the entry to the back of the run queue), or the
-//       pool is aborting (it leaves the entry and its jobs for the shutdown to collect).
+//       pool is aborting (it leaves the entry, empty or not, and its jobs for the shutdown to
+//       collect: the shutdown reads the key of a held run, so the entry must stay).
 //   No lost wake-up: an admit and the holder's emptiness check are serialised by the stripe's
 //   lock, so either the admit's job is seen by the check (the key stays scheduled) or the admit
 //   comes after the removal and creates a new, scheduled entry.
@@ -213,11 +214,13 @@ class key_table {
     std::uint32_t k = 0;
     {
       const std::lock_guard lock(st.mutex);
+      // Aborting first: a holder never removes an entry then, so a shutdown collecting this
+      // key's stashed run can still read its key (collect() removes the entries at the end).
+      if (aborting) return {step::left, 0};
       if (en.count == 0) {
         remove(st, e);
         return {step::removed, 0};
       }
-      if (aborting) return {step::left, 0};
       if (most == 0) return {step::requeue, 0};
       k = std::min({most, en.count, max_take});
       for (std::uint32_t j = 0; j < k; ++j) {
