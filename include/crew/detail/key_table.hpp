@@ -236,7 +236,13 @@ class key_table {
       en.handed.store(en.handed.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
     }
     // The slots are free before any of their jobs runs: a refusal means `capacity` jobs wait.
-    for (std::uint32_t j = 0; j < k; ++j) release_slot(freed[j]);
+    // One tail claim for the run (a push stops short only at a slot an earlier lap's taker is
+    // still reading: a hand-off of a few instructions; the list has a place for every slot).
+    for (std::uint32_t done = 0; done < k;) {
+      const auto n = static_cast<std::uint32_t>(free_slots_.try_push_bulk(freed + done, k - done));
+      done += n;
+      if (done < k && n == 0) std::this_thread::yield();
+    }
     return {step::run, k};
   }
 
