@@ -370,9 +370,10 @@ class keyed_pool {
           });
     }
     // The last job of a drain may have been this worker's: the others may be parked on a check
-    // that came before it. The fence orders this worker's executed count (a release store)
-    // before the parked-count load inside wake_all (a Dekker pair with park()'s announcement).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // that came before it (tests/model/keyed.pml, mutant no-exit-wake: the drain never ends).
+    // wake_all bumps every wake word (a seq_cst RMW); a parker reads its word (seq_cst) before
+    // its re-check: either its futex wait sees the bumped word, or its read comes after the
+    // bump, and then its re-check sees this worker's executed count.
     sched_.wake_all();
     rt_.signal_idle();
     workers.exited(i);

@@ -23,7 +23,10 @@
  *         published, then (fence) wake_one();
  *      3. steal_for(): room = own.fill_room() (0: give up); victims i+1, i+2, .. (mod W): skip
  *         one whose size_approx() is 0, else steal half (rounded up, at most room) of it into
- *         its own stash, publish, wake_one() if n > 1, then own.pop() (run it, or give up);
+ *         its own stash, publish, wake_one() if n > 1 (for what it left in its own stash), one
+ *         more if left != 0 (for what the steal left in the victim's: without it, with three
+ *         workers, a parked worker sleeps beside a job waiting behind the victim's running
+ *         job, the mutant no-wake-leftovers), then own.pop() (run it, or give up);
  *      then idle(): worker_parking::park(): read the wake word, fetch_or its mask bit,
  *      parked_++, re-check (ring.size_approx() != 0, then stash::idle() for every stash, in
  *      order), sleep iff nothing was found and the word is unchanged, parked_--, clear its bit.
@@ -80,23 +83,29 @@
  *   P4 inside the stash operations: STASH_OK after every index update, no PUT over a job not
  *      yet taken, ceil(available / 2) >= 1.
  *
- * Configurations (run.sh: @config lines by default, @slow with --slow, @counterexample with
- * --counterexamples (each must FAIL), @mutant with --mutants (each must FAIL); flags go to
- * spin -a):
+ * Configurations (run.sh: @config lines by default, @slow with --slow, @mutant with --mutants
+ * (each must FAIL); flags go to spin -a):
  * @config         w2-full-ring     -DW=2 -DN=2 -DJOBS=3 -DRC=2 -DSTEALS=4 -DSPURIOUS=2
  * @config         w2-n4            -DW=2 -DN=4 -DJOBS=4 -DRC=4 -DSTEALS=4
  * @config         w3               -DW=3 -DN=2 -DJOBS=2 -DRC=2 -DSTEALS=0
  * @slow           w3-steal         -DW=3 -DN=2 -DJOBS=2 -DRC=2 -DSTEALS=1
- * @counterexample w3-n4-stranded   -DW=3 -DN=4 -DJOBS=3 -DRC=3 -DSTEALS=1
  * @mutant         no-wake-after-fill        -DMUT_NO_WAKE_AFTER_FILL -DW=2 -DN=2 -DJOBS=3 -DRC=2
  * @mutant         no-wake-after-steal       -DMUT_NO_WAKE_AFTER_STEAL -DW=2 -DN=4 -DJOBS=4 -DRC=4
+ * @mutant         no-wake-leftovers         -DMUT_NO_WAKE_LEFTOVERS -DW=3 -DN=4 -DJOBS=3 -DRC=3 -DSTEALS=1
  * @mutant         recheck-no-stashes        -DMUT_RECHECK_NO_STASHES -DW=2 -DN=2 -DJOBS=3 -DRC=2
  * @mutant         recheck-nothing           -DMUT_RECHECK_NOTHING -DW=2 -DN=2 -DJOBS=3 -DRC=2
  * @mutant         read-word-after-announce  -DMUT_READ_WORD_AFTER_ANNOUNCE -DW=2 -DN=2 -DJOBS=3 -DRC=2
  * @mutant         producer-wakes-first      -DMUT_PRODUCER_WAKES_FIRST -DW=2 -DN=2 -DJOBS=3 -DRC=2
  * @mutant         steal-rounds-down         -DMUT_STEAL_ROUNDS_DOWN -DW=2 -DN=2 -DJOBS=3 -DRC=2
+ * The configuration that found the stranded job (no-wake-leftovers' parameters, W=3 N=4 JOBS=3
+ * RC=3 STEALS=1) passes with the wake-up for the leftovers, but takes 1.5e8 states, about 11
+ * minutes and more than run.sh's default 4 GB (it passed with PAN_MEMLIM=12000): no @ line.
+ * No w3 configuration with STEALS >= 1 is fast enough for the defaults (w3-steal, the smallest
+ * one with a steal: 2.4e7 states, about 80 s).
  *
- * RESULTS_PARK_PLACEHOLDER
+ * Measured on the 2-vCPU CI machine (pan -DSAFETY -DCOLLAPSE, full search), 2026-12-02:
+ * w2-full-ring 2,778,293 states 4.8 s; w2-n4 5,719,573 states 9.8 s; w3 7,833,471 states 24.5 s;
+ * w3-steal (@slow) 2.35e7 states 71-79 s; every @mutant fails (no-wake-leftovers on P3).
  */
 
 #ifndef W
@@ -198,10 +207,8 @@ inline wake_one() {
  * the step of the access they follow. */
 active [W] proctype worker() {
   byte room, n, first, job, dt, k, kk, v, s;
+  byte left;                                          /* steal(): what it left in the victim */
   bit busy, work;
-#ifdef FIX_WAKE_LEFTOVERS
-  byte left;
-#endif
   byte w_m, w_b, w_i;
   STASH_LOCALS;
 
@@ -275,12 +282,12 @@ steal:
        :: else ->
           dt = st_tail[me];                           /* own.fill(): our tail */
           k = 0;
-#ifdef FIX_WAKE_LEFTOVERS
-          left = IDX(st_tail[v] - st_real[v]);
+#if !defined(MUT_NO_WAKE_LEFTOVERS) && !defined(MUT_NO_WAKE_AFTER_STEAL)
+          left = IDX(st_tail[v] - st_real[v]);        /* available, as the claim sees it */
 #endif
-          stash_steal_coarse(v, me, dt, k, room, n, busy)   /* victim.steal(put, .., room) */
-#ifdef FIX_WAKE_LEFTOVERS
-          ; left = (n > 0 && left > n -> 1 : 0)
+          stash_steal_coarse(v, me, dt, k, room, n, busy)   /* victim.steal(put, .., room, left) */
+#if !defined(MUT_NO_WAKE_LEFTOVERS) && !defined(MUT_NO_WAKE_AFTER_STEAL)
+          ; left = (n > 0 && left > n -> 1 : 0)        /* left = available - n, != 0 */
 #endif
        fi;
        if
@@ -291,12 +298,22 @@ steal:
   :: atomic { n == 0 && kk >= W -> kk = 0; room = 0; goto park }
   :: atomic { n != 0 -> stash_release_coarse(v); break }    /* the steal head catches up */
   od;
-#if defined(FIX_WAKE_LEFTOVERS)
-  /* A candidate fix (not the C++): one wake_one() for our own stash when we left jobs in it
-     (n > 1, as now) and one more when we left jobs in the victim's. */
-  stash_publish(me, dt, k, (n > 1) + left);
+  /* own.fill() publishes; then one announce_stashed() (the fence and wake_one()) for what is
+     left in our own stash (n > 1), and one for what the steal left in the victim's (left: 0
+     under both MUT_NO_WAKE_LEFTOVERS, the C++ before the fix, and MUT_NO_WAKE_AFTER_STEAL, no
+     wake-up after a steal at all). With W <= 3 the first adds nothing to the second (an
+     argument, not a check: hence no mutant drops the first alone): n > 1 means
+     ceil(available / 2) > 1, so left = available - n >= 1, and the victim cannot sleep beside
+     its own stashed jobs (its re-check sees them), so at most one other worker sleeps and one
+     wake-up reaches it. From W = 4 on, two may sleep beside two stashes holding jobs. */
+#ifndef MUT_NO_WAKE_AFTER_STEAL
+#define WAKE_OWN (n > 1)
+#else
+#define WAKE_OWN 0
+#endif
+  stash_publish(me, dt, k, WAKE_OWN + left);
   if
-  :: n > 1 -> wake_one()
+  :: WAKE_OWN -> wake_one()
   :: else -> skip
   fi;
   if
@@ -304,15 +321,6 @@ steal:
   :: else -> skip
   fi;
   left = 0;
-#elif !defined(MUT_NO_WAKE_AFTER_STEAL)
-  stash_publish(me, dt, k, n > 1);                    /* own.fill() publishes */
-  if
-  :: n > 1 -> wake_one()                              /* announce_stashed() */
-  :: else -> skip
-  fi;
-#else
-  stash_publish(me, dt, k, 0);
-#endif
   atomic {
     room = 0; kk = 0; v = 0; n = 0; busy = 0; dt = 0; k = 0;
     stash_pop_coarse(me, job);                        /* return own.pop(run) */

@@ -18,7 +18,8 @@
 // exhaustively for small cases):
 //   K1. An entry is in the table exactly while its key is scheduled: it is on the pool's run
 //       queue (detail::scheduler: ring, a stash, or in flight between them, or in the hands of
-//       the producer that created it and is about to push it), or held by one worker. The table
+//       the producer that created it, or of the holder that re-queues it, about to push it), or
+//       held by one worker. The table
 //       has no "idle key" state: a key with nothing queued and nobody holding it has no entry.
 //   K2. A producer admits a job under its stripe's lock: it appends to the key's entry if there
 //       is one (whoever schedules or holds the key will see the job), or creates the entry with
