@@ -283,9 +283,9 @@ class keyed_pool {
   // One key's side of detail::submit_once, submit_waiting, submit_with_policy and submit_range.
   // `last` remembers why the last attempt failed, so a wait waits for the right kind of room.
   struct key_ops {
-    keyed_pool* pool;
-    const Key* key;
-    std::size_t hash;
+    keyed_pool* pool = nullptr;
+    const Key* key = nullptr;
+    std::size_t hash = 0;
     mutable push_result last = push_result::full;
 
     push_result push(Job& job) const {

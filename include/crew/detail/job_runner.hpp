@@ -39,9 +39,9 @@ template <class Handler, class Job>
   }
   try {
     if constexpr (std::is_invocable_v<Handler&, Job&&, std::stop_token>) {
-      handler(std::move(job), token);
+      handler(std::forward<Job>(job), token);
     } else {
-      handler(std::move(job));
+      handler(std::forward<Job>(job));
     }
   } catch (...) {
     c.failed.fetch_add(1, std::memory_order_relaxed);

@@ -48,6 +48,7 @@
 // any thread. The destructor: no concurrent call.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -211,7 +212,7 @@ class key_table {
   taken take(std::uint32_t e, std::uint32_t most, bool aborting, Put&& put) noexcept {
     entry& en = entries_[e];
     stripe& st = stripe_of(en.hash);
-    std::uint32_t freed[max_take];
+    std::array<std::uint32_t, max_take> freed{};
     std::uint32_t k = 0;
     {
       const std::lock_guard lock(st.mutex);
@@ -230,7 +231,8 @@ class key_table {
         put(std::move(*job));
         job->~job_type();
         en.head = slots_[s].next;
-        freed[j] = s;
+        // j < k <= max_take
+        freed[j] = s;  // NOLINT(cppcoreguidelines-pro-bounds-constant-array-index)
       }
       en.count -= k;
       // The holder is the only writer (under the lock here, without it in started()).
@@ -240,7 +242,8 @@ class key_table {
     // One tail claim for the run (a push stops short only at a slot an earlier lap's taker is
     // still reading: a hand-off of a few instructions; the list has a place for every slot).
     for (std::uint32_t done = 0; done < k;) {
-      const auto n = static_cast<std::uint32_t>(free_slots_.try_push_bulk(freed + done, k - done));
+      const auto n =
+          static_cast<std::uint32_t>(free_slots_.try_push_bulk(freed.data() + done, k - done));
       done += n;
       if (done < k && n == 0) std::this_thread::yield();
     }
@@ -337,11 +340,15 @@ class key_table {
  private:
   static constexpr std::size_t max_stripes = 256;
 
+  // Raw storage: a job lives in a slot only between its admit and its take.
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
   struct slot {
     alignas(job_type) unsigned char storage[sizeof(job_type)];
     std::uint32_t next = no_index;
     job_type* job() noexcept { return std::launder(reinterpret_cast<job_type*>(storage)); }
   };
+  // Raw storage: a key lives in an entry only while the entry is in the table.
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
   struct entry {
     alignas(Key) unsigned char key_storage[sizeof(Key)];
     std::size_t hash = 0;

@@ -88,8 +88,8 @@ class pool_runtime {
   template <class Pool>
   void destroy(Pool& pool, const char* owner) noexcept {
     if (in_worker(&pool)) {
-      std::fprintf(stderr, "%s destroyed from one of its own workers: it would wait for itself\n",
-                   owner);
+      std::fputs(owner, stderr);
+      std::fputs(" destroyed from one of its own workers: it would wait for itself\n", stderr);
       std::terminate();
     }
     try {

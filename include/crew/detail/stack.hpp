@@ -66,8 +66,10 @@ inline std::size_t resident_bytes(std::uintptr_t low, std::uintptr_t high) noexc
     const std::size_t left = (high - at + page - 1) / page;
     const std::size_t n = left < chunk_pages ? left : chunk_pages;
     // The kernel takes addresses: an integer-to-pointer cast is the point here.
-    // NOLINTNEXTLINE(performance-no-int-to-ptr)
+    // NOLINTNEXTLINE(performance-no-int-to-ptr,cppcoreguidelines-pro-bounds-array-to-pointer-decay)
     if (::mincore(reinterpret_cast<void*>(at), n * page, pages) != 0) return 0;
+    // i < n <= chunk_pages, the buffer's size.
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-bounds-constant-array-index)
     for (std::size_t i = 0; i < n; ++i) resident += (pages[i] & 1U);
     at += n * page;
   }

@@ -60,6 +60,8 @@ class stash {
  public:
   static constexpr std::uint32_t capacity = N;
 
+  // The cells are raw storage: a job lives in one only between its fill and its pop or steal.
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
   stash() = default;
   stash(const stash&) = delete;
   stash& operator=(const stash&) = delete;
@@ -202,6 +204,8 @@ class stash {
     return (std::uint64_t{steal} << 32) | real;
   }
   T* at(std::uint32_t i) noexcept {
+    // The index is masked into range.
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-bounds-constant-array-index)
     return std::launder(reinterpret_cast<T*>(storage_[i & (N - 1)].bytes));
   }
 

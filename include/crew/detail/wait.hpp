@@ -137,8 +137,10 @@ inline constexpr std::chrono::nanoseconds spin_for{20'000};
 inline constexpr int spin_pauses_per_poll = 32;
 inline constexpr unsigned spin_polls_per_yield = 8;
 
+// noexcept when the predicates are (an exception from one reaches the caller).
 template <class Ready, class AtYield>
-bool poll_briefly(Ready ready, AtYield every_yield, steady_time deadline) noexcept {
+bool poll_briefly(Ready ready, AtYield every_yield,
+                  steady_time deadline) noexcept(noexcept(ready()) && noexcept(every_yield())) {
   const steady_time now = std::chrono::steady_clock::now();
   if (deadline <= now) return ready();  // a passed deadline: look once, never wait
   const steady_time until = deadline < now + spin_for ? deadline : now + spin_for;
@@ -154,7 +156,7 @@ bool poll_briefly(Ready ready, AtYield every_yield, steady_time deadline) noexce
 }
 
 template <class Ready>
-bool poll_briefly(Ready ready, steady_time deadline) noexcept {
+bool poll_briefly(Ready ready, steady_time deadline) noexcept(noexcept(ready())) {
   return poll_briefly(
       ready, [] { return false; }, deadline);
 }
