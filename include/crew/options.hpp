@@ -73,6 +73,9 @@ struct pool_options {
   // Record queue-wait and run-time histograms (two clock reads per job); off costs nothing but
   // a predictable branch.
   bool track_latency = false;
+  // (DESIGN.md's second revision places min_workers, idle_timeout, on_worker_start,
+  // on_worker_stop, max_queue_wait and on_expire before the two keyed fields; they will be
+  // inserted here, which keeps every existing designated initializer valid.)
   // keyed_pool only: jobs of one key a worker runs in a row before the key goes behind the other
   // keys with work (fairness). Must be at least 1. (worker_pool ignores it.)
   std::size_t key_budget = 16;
