@@ -23,11 +23,16 @@
 //                          their parking, as in worker_pool (so the pool is work-conserving
 //                          across keys: while a worker is free, no scheduled key waits behind a
 //                          running job)
-//   detail/worker_set.hpp, detail/job_runner.hpp, detail/room.hpp, detail/submit_range.hpp,
-//   detail/eventcount.hpp  the threads, the handler call, waiting for room, bulk submits,
-//                          wait_idle, as in worker_pool
+//   detail/pool_runtime.hpp  options, threads, counters, phase, waiting producers, the
+//                          destructor's drain, the shutdown forms, wait_idle, stats: shared
+//                          with worker_pool
+//   detail/job_runner.hpp, detail/room.hpp, detail/submit_range.hpp, detail/stash.hpp
+//                          the handler call, waiting for room (in the pool, in a key), the
+//                          submit forms, each worker's job stash
 // What is this file's own: key-first submit forms, the holder's loop over one key's jobs, and
-// the shutdown that hands back {key, job} pairs in each key's order.
+// the collection that hands back {key, job} pairs in each key's order.
+//
+// Not yet (issue 12, for both pools): per-worker handlers, lifecycle hooks, job expiry.
 //
 // Errors: a submit throws what Hash, KeyEqual or Key's copy constructor throws, having changed
 // nothing (the job is not moved from).

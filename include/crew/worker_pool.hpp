@@ -22,11 +22,15 @@
 //   detail/scheduler.hpp   who takes which job: the bounded ring (bounded_queue.hpp, the
 //                          admission bound), a stealable stash per worker (detail/stash.hpp) and
 //                          the parking of idle workers (detail/parking.hpp)
-//   detail/worker_set.hpp  the threads: start, respawn (recycling), exit, join
-//   detail/eventcount.hpp  producers sleeping for room, wait_idle() callers sleeping for idle
-//   detail/wait.hpp        futex waits with deadlines, brief polling before sleeping
-// This file adds what is the pool's own: submit policies, shutdown modes, counters and the
-// worker's loop around the handler.
+//   detail/pool_runtime.hpp  what every pool has besides its scheduling: options, the threads
+//                          (detail/worker_set.hpp), per-worker counters, the lifecycle phase,
+//                          producers waiting for room (detail/room.hpp), wait_idle() callers
+//                          (detail/eventcount.hpp), the destructor's drain, the shutdown forms
+//                          and their reports, stats, recycling (shared with keyed_pool)
+//   detail/submit_range.hpp  the submit forms over a pool's one-attempt push
+//   detail/job_runner.hpp  the handler call, its exceptions and counters
+// This file adds what is the pool's own: the push into the ring, the closing of the ring, the
+// collection for a hand-back and the worker's loop around the handler.
 //
 // Closing: shutdown closes the ring by setting a bit in its tail ticket (bounded_queue::close),
 // so a submit either claimed its slot before the close (its job is accepted and will be drained
