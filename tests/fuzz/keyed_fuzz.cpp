@@ -52,7 +52,8 @@ using crew::submit_status;
 
 constexpr std::uint32_t canary_live = 0xC0FFEE11;
 constexpr std::uint32_t canary_moved = 0x0DDBA11;
-constexpr std::uint32_t max_ids = 2048;   // the driver's ids; a handler's child of job i is i + max_ids
+constexpr std::uint32_t max_ids =
+    2048;  // the driver's ids; a handler's child of job i is i + max_ids
 constexpr std::uint32_t max_keys = 4 + 3;  // up to 4 keys, and one gate key per worker (<= 3)
 constexpr std::uint8_t kind_gate = 100;
 
@@ -141,7 +142,7 @@ struct model {
   std::atomic<int> inside[max_keys]{};
   std::atomic<std::uint64_t> thrown{0}, drops{0};
   std::atomic<std::uint32_t> gates_started{0};
-  std::atomic<std::uint32_t> gate_open{0};  // gates of holds <= this may leave
+  std::atomic<std::uint32_t> gate_open{0};   // gates of holds <= this may leave
   std::vector<std::uint32_t> log[max_keys];  // per key, ids as they ran: plain, the pool orders
                                              // one key's jobs
   // The driver's.
@@ -278,44 +279,44 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   pool_type* self = nullptr;
   std::vector<std::string> names;
   for (std::uint32_t k = 0; k < all_keys; ++k) names.push_back(key_name(k));
-  pool_type pool{[&m, &self, user_keys, policy](job&& j, std::stop_token token) {
-                   check(j.canary == canary_live, "handler got a moved-from job", j.id);
-                   check(j.id < 2 * max_ids && j.key < max_keys, "handler got an unknown job",
-                         j.id);
-                   check(m.ran[j.id].fetch_add(1) == 0, "job ran twice", j.id);
-                   check(m.inside[j.key].fetch_add(1) == 0, "two jobs of one key ran at once",
-                         j.key);
-                   m.log[j.key].push_back(j.id);
-                   struct leave {
-                     std::atomic<int>& n;
-                     ~leave() { n.fetch_sub(1); }
-                   } const guard{m.inside[j.key]};
-                   switch (j.kind) {
-                     case 5: m.thrown++; throw std::runtime_error("fuzz");
-                     case 6: m.thrown++; throw j.kind;
-                     case 7: std::this_thread::sleep_for(20us); break;
-                     case 8: submit_child(m, *self, j, user_keys, policy); break;
-                     case 9:
-                       for (int i = 0; i < 10 && !token.stop_requested(); ++i) {
-                         std::this_thread::sleep_for(20us);
-                       }
-                       break;
-                     case kind_gate:
-                       m.gates_started++;
-                       while (m.gate_open.load() < j.gen && !token.stop_requested()) {
-                         std::this_thread::sleep_for(20us);
-                       }
-                       break;
-                     default: break;
-                   }
-                 },
-                 std::move(o), fuzz_hash{hash_mode}};
+  pool_type pool{
+      [&m, &self, user_keys, policy](job&& j, std::stop_token token) {
+        check(j.canary == canary_live, "handler got a moved-from job", j.id);
+        check(j.id < 2 * max_ids && j.key < max_keys, "handler got an unknown job", j.id);
+        check(m.ran[j.id].fetch_add(1) == 0, "job ran twice", j.id);
+        check(m.inside[j.key].fetch_add(1) == 0, "two jobs of one key ran at once", j.key);
+        m.log[j.key].push_back(j.id);
+        struct leave {
+          std::atomic<int>& n;
+          ~leave() { n.fetch_sub(1); }
+        } const guard{m.inside[j.key]};
+        switch (j.kind) {
+          case 5: m.thrown++; throw std::runtime_error("fuzz");
+          case 6: m.thrown++; throw j.kind;
+          case 7: std::this_thread::sleep_for(20us); break;
+          case 8: submit_child(m, *self, j, user_keys, policy); break;
+          case 9:
+            for (int i = 0; i < 10 && !token.stop_requested(); ++i) {
+              std::this_thread::sleep_for(20us);
+            }
+            break;
+          case kind_gate:
+            m.gates_started++;
+            while (m.gate_open.load() < j.gen && !token.stop_requested()) {
+              std::this_thread::sleep_for(20us);
+            }
+            break;
+          default: break;
+        }
+      },
+      std::move(o), fuzz_hash{hash_mode}};
   self = &pool;
   const std::size_t cap = pool.capacity();
-  trace("pool: policy=%d workers=%u keys=%u(+%u gate) capacity=%zu key_budget=%zu "
-        "max_per_key=%zu hash=%d\n",
-        static_cast<int>(policy), workers, user_keys, workers, cap, pool.options().key_budget,
-        max_per_key, hash_mode);
+  trace(
+      "pool: policy=%d workers=%u keys=%u(+%u gate) capacity=%zu key_budget=%zu "
+      "max_per_key=%zu hash=%d\n",
+      static_cast<int>(policy), workers, user_keys, workers, cap, pool.options().key_budget,
+      max_per_key, hash_mode);
 
   // Whether a submit of n jobs under `key` fits now (held: the model knows), and how many.
   auto fitting = [&](std::uint32_t key, std::size_t n) {
@@ -416,8 +417,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       int variant = 0;
       switch (op) {
         case 0:
-          want = policy == overflow_policy::reject ? submit_status::rejected
-                                                   : submit_status::dropped;
+          want =
+              policy == overflow_policy::reject ? submit_status::rejected : submit_status::dropped;
           if (m.held && fits == 0 && policy == overflow_policy::block) continue;  // would wait
           break;
         case 1:
@@ -433,7 +434,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         default:
           form = 'C';
           want = submit_status::cancelled;
-          variant = in.ConsumeBool() ? 1 : 0;  // 1: an already stopped token
+          variant = in.ConsumeBool() ? 1 : 0;                 // 1: an already stopped token
           if (m.held && fits == 0 && variant == 0) continue;  // would wait for ever
           break;
       }
@@ -448,11 +449,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case 1: s = pool.try_submit(name, std::move(j)); break;
         case 2: s = pool.submit_for(name, std::move(j), std::chrono::microseconds(variant)); break;
         case 3:
-          s = variant < 0 ? pool.submit_until(name, std::move(j), std::chrono::system_clock::now() -
-                                                                      std::chrono::seconds(1))
-                          : pool.submit_until(name, std::move(j),
-                                              std::chrono::steady_clock::now() +
-                                                  std::chrono::microseconds(variant));
+          s = variant < 0
+                  ? pool.submit_until(name, std::move(j),
+                                      std::chrono::system_clock::now() - std::chrono::seconds(1))
+                  : pool.submit_until(
+                        name, std::move(j),
+                        std::chrono::steady_clock::now() + std::chrono::microseconds(variant));
           break;
         default: {
           std::stop_source src;
@@ -476,7 +478,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           check(m.dropped[id].load() == 1, "dropped job missed on_drop", id);
           m.n_dropped++;
           break;
-        case submit_status::closed: check(j.canary == canary_live, "closed job moved from", id); break;
+        case submit_status::closed:
+          check(j.canary == canary_live, "closed job moved from", id);
+          break;
         default:
           check(j.canary == canary_live, "refused job moved from", id);
           m.n_refused++;
@@ -502,8 +506,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       const std::size_t k =
           try_form ? pool.try_submit_bulk(names[key], range) : pool.submit_bulk(names[key], range);
-      trace("%s key=%u n=%u held=%d -> %zu\n", try_form ? "try_submit_bulk" : "submit_bulk", key,
-            n, m.held ? 1 : 0, k);
+      trace("%s key=%u n=%u held=%d -> %zu\n", try_form ? "try_submit_bulk" : "submit_bulk", key, n,
+            m.held ? 1 : 0, k);
       check(k <= n, "bulk accepted more than given");
       if (m.shut) check(k == 0, "bulk accepted after shutdown");
       if (m.held) check(k == want, "held: the bulk's accepted prefix is not the model's");
@@ -534,8 +538,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (op == 8) {
       const crew::pool_stats s = pool.stats();
       trace("stats: accepted=%llu executed=%llu queue_depth=%zu active_keys=%zu busy=%zu\n",
-            static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.executed),
-            s.queue_depth, s.active_keys, s.busy);
+            static_cast<unsigned long long>(s.accepted),
+            static_cast<unsigned long long>(s.executed), s.queue_depth, s.active_keys, s.busy);
       check(s.accepted >= s.executed + s.handed_back,
             "snapshot: accepted < executed + handed_back");
       check(s.busy <= workers, "snapshot: busy > workers");

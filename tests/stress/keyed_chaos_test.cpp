@@ -62,7 +62,7 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr std::uint32_t canary_live = 0xC0FFEE11;
 constexpr std::uint32_t canary_moved = 0x0DDBA11;
-constexpr std::size_t max_lanes = 12;  // submitting threads whose order is checked
+constexpr std::size_t max_lanes = 12;   // submitting threads whose order is checked
 constexpr std::uint8_t no_lane = 0xFF;  // a thread beyond them: accounted, order not checked
 constexpr std::uint32_t max_keys = 64;
 
@@ -99,8 +99,7 @@ struct non_std_error {
 // be checked for "not moved from".
 struct job {
   job(std::uint32_t i, std::uint32_t k, std::uint8_t l) noexcept : id(i), key(k), lane(l) {}
-  job(job&& o) noexcept
-      : id(o.id), key(o.key), lane(o.lane), after(o.after), canary(o.canary) {
+  job(job&& o) noexcept : id(o.id), key(o.key), lane(o.lane), after(o.after), canary(o.canary) {
     o.canary = canary_moved;
   }
   job& operator=(job&& o) noexcept {
@@ -191,7 +190,9 @@ struct config {
                   std::string(crew::to_string(policy)).c_str(),
                   static_cast<unsigned long long>(recycle_after),
                   std::string(crew::to_string(recycle)).c_str(), keys,
-                  hash_mode == 0 ? "std" : hash_mode == 1 ? "one-bucket" : "four-buckets",
+                  hash_mode == 0   ? "std"
+                  : hash_mode == 1 ? "one-bucket"
+                                   : "four-buckets",
                   key_budget, max_per_key, hot_percent, track_latency ? 1 : 0, producers, max_ids,
                   static_cast<long long>(run_for.count()), shutdown_threads);
     return buf;
@@ -310,9 +311,8 @@ class harness {
     // writes: the pool orders the jobs of one key), and per lane the ids increase.
     for (std::size_t l = 0; l < max_lanes; ++l) {
       if (k.last_run[l] < j.after[l]) {
-        fail("key " + std::to_string(j.key) + ": job " + std::to_string(j.id) +
-             " ran before job " + std::to_string(j.after[l] - 1) +
-             " of its key, accepted before its submit began");
+        fail("key " + std::to_string(j.key) + ": job " + std::to_string(j.id) + " ran before job " +
+             std::to_string(j.after[l] - 1) + " of its key, accepted before its submit began");
       }
     }
     if (j.lane != no_lane) {
