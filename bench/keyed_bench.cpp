@@ -377,7 +377,6 @@ void bm_hot_key(benchmark::State& state) {
     C c(workers(), 131072, keys);
     for (auto _ : state) {
       std::fill(r.next_seq.begin(), r.next_seq.end(), 0);
-      const std::uint64_t round_start = submitted;
       if (hot) {
         for (std::uint32_t i = 0; i < backlog; ++i) c.submit(job{0, i, -1});
         submitted += backlog;
@@ -392,7 +391,6 @@ void bm_hot_key(benchmark::State& state) {
         state.SkipWithError("timed out");
         break;
       }
-      (void)round_start;
       all.insert(all.end(), r.waits.begin(), r.waits.end());
     }
   }

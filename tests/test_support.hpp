@@ -91,6 +91,7 @@ struct tracked {
 
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -112,6 +113,11 @@ class gate {
   void wait() {
     std::unique_lock lock(mutex_);
     cv_.wait(lock, [&] { return open_; });
+  }
+  // Waits until open() or `limit` passes; returns whether the gate is open.
+  bool wait_for(std::chrono::milliseconds limit) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] { return open_; });
   }
   bool is_open() {
     std::lock_guard lock(mutex_);
@@ -148,6 +154,32 @@ inline long proc_status_field(const std::string& key) {
 }
 
 inline long thread_count() { return proc_status_field("Threads"); }
+
+// CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID), and a duration in ms.
+inline std::chrono::nanoseconds thread_cpu_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+inline double ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// Wall and CPU time (of the calling thread) taken by one call.
+struct call_cost {
+  std::chrono::nanoseconds wall{0};
+  std::chrono::nanoseconds cpu{0};
+};
+
+template <class F>
+call_cost measure(F&& f) {
+  const auto wall0 = std::chrono::steady_clock::now();
+  const auto cpu0 = thread_cpu_now();
+  f();
+  const auto cpu1 = thread_cpu_now();
+  const auto wall1 = std::chrono::steady_clock::now();
+  return {std::chrono::duration_cast<std::chrono::nanoseconds>(wall1 - wall0), cpu1 - cpu0};
+}
 
 // ThreadSanitizer starts a background thread of its own at the first pthread_create: start it
 // before taking a thread-count baseline.

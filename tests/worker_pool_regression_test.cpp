@@ -35,31 +35,8 @@ using std::chrono::steady_clock;
 
 // ---- helpers --------------------------------------------------------------------------------
 
-// A flag threads can wait for with a time limit. Thread-safe.
-class bounded_gate {
- public:
-  void open() {
-    {
-      const std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  // Waits until open() or `limit` passes; returns whether the gate is open.
-  bool wait_for(milliseconds limit) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, limit, [&] { return open_; });
-  }
-  bool is_open() {
-    const std::lock_guard lock(mutex_);
-    return open_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
+// A flag threads can wait for with a time limit (test_support.hpp). Thread-safe.
+using bounded_gate = crew_test::gate;
 
 // Opens a gate when it goes out of scope: declared after the pool, it runs before the pool's
 // destructor, so blocked jobs return and the drain can finish even when an assertion failed.
@@ -79,38 +56,14 @@ class open_on_exit {
 // Polls pred() (sleeping between polls) until it holds or `limit` passes; returns pred().
 template <class Pred>
 bool within(milliseconds limit, Pred pred) {
-  const auto end = steady_clock::now() + limit;
-  while (!pred()) {
-    if (steady_clock::now() > end) return pred();
-    std::this_thread::sleep_for(200us);
-  }
-  return true;
+  return crew_test::eventually(pred, limit);
 }
 
-// CPU time used so far by the calling thread.
-nanoseconds thread_cpu_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + nanoseconds(ts.tv_nsec);
-}
-
-double ms(nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-// Wall and CPU time (of the calling thread) taken by one call.
-struct call_cost {
-  nanoseconds wall{0};
-  nanoseconds cpu{0};
-};
-
-template <class F>
-call_cost measure(F&& f) {
-  const auto wall0 = steady_clock::now();
-  const auto cpu0 = thread_cpu_now();
-  f();
-  const auto cpu1 = thread_cpu_now();
-  const auto wall1 = steady_clock::now();
-  return {std::chrono::duration_cast<nanoseconds>(wall1 - wall0), cpu1 - cpu0};
-}
+// Wall and CPU time of one call, and thread CPU time (test_support.hpp).
+using crew_test::call_cost;
+using crew_test::measure;
+using crew_test::ms;
+using crew_test::thread_cpu_now;
 
 // A waiting thread sleeps: it used less than a quarter of the wall time of its wait in CPU.
 // Only checked for waits long enough to measure. A sleeping waiter uses about nothing (a ~20 us

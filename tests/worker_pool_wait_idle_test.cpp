@@ -26,49 +26,14 @@ using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::steady_clock;
 
-// A flag threads can wait for with a time limit. Thread-safe.
-class bounded_gate {
- public:
-  void open() {
-    {
-      const std::lock_guard lock(mutex_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  bool wait_for(milliseconds limit) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, limit, [&] { return open_; });
-  }
+// A flag threads can wait for with a time limit (test_support.hpp). Thread-safe.
+using bounded_gate = crew_test::gate;
 
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-nanoseconds thread_cpu_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + nanoseconds(ts.tv_nsec);
-}
-
-double ms(nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-struct call_cost {
-  nanoseconds wall{0};
-  nanoseconds cpu{0};
-};
-
-template <class F>
-call_cost measure(F&& f) {
-  const auto wall0 = steady_clock::now();
-  const auto cpu0 = thread_cpu_now();
-  f();
-  const auto cpu1 = thread_cpu_now();
-  const auto wall1 = steady_clock::now();
-  return {std::chrono::duration_cast<nanoseconds>(wall1 - wall0), cpu1 - cpu0};
-}
+// Wall and CPU time of one call, and thread CPU time (test_support.hpp).
+using crew_test::call_cost;
+using crew_test::measure;
+using crew_test::ms;
+using crew_test::thread_cpu_now;
 
 // A pool with one job running until `release` opens (at most 10 s).
 struct busy_pool {

@@ -43,13 +43,11 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <ranges>
 #include <stdexcept>
 #include <stop_token>
@@ -135,6 +133,10 @@ class keyed_pool {
   ~keyed_pool() { rt_.destroy(*this, "crew::keyed_pool"); }
 
   // ---- submitting (each form as worker_pool's, with the key first) ----------------------------
+  // Every submit form is thread-safe and may be called from the pool's own workers (a waiting
+  // form then returns rejected instead of waiting). A job is moved from only when accepted (or
+  // dropped). Each may throw what Hash, KeyEqual or Key's copy constructor throws, changing
+  // nothing.
 
   // Submits `job` under `key`; when the queue or the key is full, does what options.on_full says
   // (block: wait for room in the pool and in the key; reject; drop). Thread-safe; from a worker
@@ -188,6 +190,9 @@ class keyed_pool {
   }
 
   // ---- shutting down ------------------------------------------------------------------------
+  // Every shutdown and wait_idle form is thread-safe (concurrent shutdowns each hand back a
+  // disjoint part; an abort escalates a drain in progress) and throws std::logic_error, changing
+  // nothing, when called from one of this pool's workers.
 
   // As worker_pool::shutdown; handed_back holds {key, job} pairs, each key's jobs in their order
   // (so a restart can resubmit them as they come). Throws std::logic_error from a worker.
@@ -240,6 +245,7 @@ class keyed_pool {
     return s;
   }
 
+  // The following are thread-safe (read-only after construction, or one atomic load).
   std::size_t workers() const noexcept { return rt_.worker_count(); }
   // queue_capacity rounded up to a power of two: the jobs the pool holds across all keys.
   std::size_t capacity() const noexcept { return table_.capacity(); }
@@ -458,17 +464,11 @@ class keyed_pool {
   void collect(std::vector<value_type>& out) {
     const std::lock_guard lock(collect_mutex_);
     for (std::size_t i = 0; i < rt_.worker_count(); ++i) {
-      for (;;) {
-        stolen_.reserve(stolen_.size() + table_type::max_take);
-        const auto e = job_stashes_[i].entry.load(std::memory_order_relaxed);
-        bool busy = false;
-        std::uint32_t left = 0;
-        const std::uint32_t k = job_stashes_[i].jobs.steal(
-            [&](envelope&& env) noexcept { stolen_.emplace_back(e, std::move(env.job)); }, true,
-            table_type::max_take, busy, left);
-        if (k == 0 && !busy) break;
-        if (busy) std::this_thread::yield();
-      }
+      // Relaxed: the owner stored it before the fill whose jobs the steal acquires.
+      const auto e = job_stashes_[i].entry.load(std::memory_order_relaxed);
+      (void)job_stashes_[i].jobs.take_all(
+          [this](std::size_t n) { stolen_.reserve(stolen_.size() + n); },
+          [&](envelope&& env) noexcept { stolen_.emplace_back(e, std::move(env.job)); });
     }
     // The entries stay while aborting (K4: a holder leaves its entry then), so key_of() is safe.
     out.reserve(out.size() + (stolen_.size() - stolen_done_));

@@ -47,12 +47,9 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <iterator>
-#include <memory>
 #include <optional>
-#include <random>
 #include <ranges>
 #include <stdexcept>
 #include <stop_token>
@@ -115,8 +112,6 @@ class worker_pool {
         rt_(detail::checked_options(std::move(options), max_workers)),
         sched_(rt_.options().queue_capacity, rt_.worker_count(), "crew::worker_pool"),
         options_(rt_.options()),
-        worker_count_(rt_.worker_count()),
-        capacity_(sched_.capacity()),
         recycle_after_(options_.recycle_after),
         track_latency_(options_.track_latency) {
     rt_.workers().start_all([this](std::size_t i) noexcept { worker_main(i, false); },
@@ -260,7 +255,7 @@ class worker_pool {
   // wait (the ring or a worker's stash). Thread-safe, wait-free, allocation-free.
   pool_stats stats() const noexcept {
     pool_stats s = rt_.stats();
-    s.capacity = capacity_;
+    s.capacity = sched_.capacity();
     rt_.settle(s, sched_.ring().pushed_count());
     return s;
   }
@@ -268,18 +263,18 @@ class worker_pool {
   // What worker `i` is doing now (racy snapshot). Throws std::out_of_range when i >= workers().
   // Thread-safe.
   worker_state state_of(std::size_t i) const {
-    if (i >= worker_count_) {
+    if (i >= rt_.worker_count()) {
       throw std::out_of_range("crew::worker_pool::state_of: worker " + std::to_string(i) + " of " +
-                              std::to_string(worker_count_));
+                              std::to_string(rt_.worker_count()));
     }
     return rt_.workers().state(i);
   }
 
   // The configured number of workers. Thread-safe.
-  std::size_t workers() const noexcept { return worker_count_; }
+  std::size_t workers() const noexcept { return rt_.worker_count(); }
 
   // The real queue capacity: options.queue_capacity rounded up to a power of two. Thread-safe.
-  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t capacity() const noexcept { return sched_.capacity(); }
 
   // The options the pool was built with. Thread-safe (read-only after construction).
   const options_type& options() const noexcept { return options_; }
@@ -432,8 +427,6 @@ class worker_pool {
   detail::scheduler<envelope> sched_;
   // Read-mostly copies for the workers' loop.
   const options_type& options_;
-  std::size_t worker_count_;
-  std::size_t capacity_;
   std::uint64_t recycle_after_;
   bool track_latency_;
 };

@@ -235,7 +235,8 @@ class key_table {
         freed[j] = s;  // NOLINT(cppcoreguidelines-pro-bounds-constant-array-index)
       }
       en.count -= k;
-      // The holder is the only writer (under the lock here, without it in started()).
+      // The holder is the only writer (under the lock here, without it in started()); relaxed:
+      // producers read it under this lock, which orders this store before their read.
       en.handed.store(en.handed.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
     }
     // The slots are free before any of their jobs runs: a refusal means `capacity` jobs wait.
@@ -308,6 +309,9 @@ class key_table {
       const std::lock_guard lock(stripes_[si].mutex);
     }
   }
+  // Relaxed outside a lock: a caller uses it only to tell "full" from "closed" after a refused
+  // admit, or as a waiter's re-check; a stale "open" costs one more wait, which begin_shutdown's
+  // wake-up (after close()) ends, and the room gate's eventcount fence orders the re-check.
   bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
 
   // Jobs accepted so far (acquire: a reader that sees a count also sees the admits before it,

@@ -126,15 +126,7 @@ class scheduler {
     // push_back cannot reallocate (reserved) and T's move is nothrow: the sink cannot throw.
     auto sink = [&](T&& job) noexcept { out.push_back(std::move(job)); };
     for (std::size_t i = 0; i < workers_; ++i) {
-      for (;;) {
-        out.reserve(out.size() + stash_size);
-        bool busy = false;
-        std::uint32_t left = 0;
-        const std::uint32_t n = stashes_[i].steal(sink, true, stash_size, busy, left);
-        taken += n;
-        if (n == 0 && !busy) break;
-        if (busy) std::this_thread::yield();  // a thief is copying out: let it finish
-      }
+      taken += stashes_[i].take_all([&out](std::size_t n) { out.reserve(out.size() + n); }, sink);
     }
     for (;;) {
       out.reserve(out.size() + stash_size);

@@ -43,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -178,6 +179,24 @@ class stash {
                                         std::memory_order_relaxed)) {
     }
     return n;
+  }
+
+  // A shutdown's collection: steals every job, `reserve(N)` (may throw, before anything is
+  // taken) and then `sink(T&&)` (nothrow) for each run of at most N, waiting (yielding) while a
+  // thief is still copying a run out (that run lands in the thief's stash). Returns how many.
+  // Any thread but the owner while the owner may still pop.
+  template <class Reserve, class Sink>
+  std::uint32_t take_all(Reserve&& reserve, Sink&& sink) {
+    std::uint32_t taken = 0;
+    for (;;) {
+      reserve(N);
+      bool busy = false;
+      std::uint32_t left = 0;
+      const std::uint32_t n = steal(sink, true, N, busy, left);
+      taken += n;
+      if (n == 0 && !busy) return taken;
+      if (busy) std::this_thread::yield();
+    }
   }
 
   // Whether no job is available and no steal is copying jobs out (a steal in progress means
