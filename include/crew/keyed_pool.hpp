@@ -115,7 +115,8 @@ class keyed_pool {
         rt_(checked(std::move(options))),
         options_(rt_.options()),
         hash_(std::move(hash)),
-        table_(options_.queue_capacity, options_.workers, std::move(equal), "crew::keyed_pool"),
+        table_(options_.queue_capacity, options_.workers, std::move(equal),
+               options_.max_per_key != 0, "crew::keyed_pool"),
         sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
         job_stashes_(std::make_unique<worker_jobs[]>(options_.workers)),
         key_room_(0) {
@@ -401,8 +402,9 @@ class keyed_pool {
     job_stashes_[i].entry.store(e, std::memory_order_relaxed);
     std::uint64_t ran = 0;
     auto run = [&](envelope&& env) noexcept {
-      table_.started(e);
-      key_room_.notify();  // one load unless a producer waits for room in some key
+      table_.started(e);  // a store only with max_per_key set
+      // Only a max_per_key pool has producers waiting for room in a key (one load otherwise).
+      if (options_.max_per_key != 0) key_room_.notify();
       rt_.workers().set_state(i, worker_state::running);
       detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
                       options_.track_latency);

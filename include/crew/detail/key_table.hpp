@@ -95,8 +95,12 @@ class key_table {
 
   // Throws std::invalid_argument naming `<owner>: options.queue_capacity` for a capacity the
   // table cannot have, std::bad_alloc when the storage cannot be allocated.
-  key_table(std::size_t capacity, std::size_t holders, KeyEqual equal, const char* owner)
+  // `per_key_bound`: whether admits will pass a max_per_key (only then are taken jobs counted,
+  // take() and started() keep the `handed` counts).
+  key_table(std::size_t capacity, std::size_t holders, KeyEqual equal, bool per_key_bound,
+            const char* owner)
       : capacity_(checked_capacity(capacity, holders, owner)),
+        per_key_bound_(per_key_bound),
         entry_count_(capacity_ + holders),
         bucket_mask_(std::bit_ceil(2 * entry_count_) - 1),
         stripe_mask_(std::min<std::size_t>(bucket_mask_ + 1, max_stripes) - 1),
@@ -237,7 +241,9 @@ class key_table {
       en.count -= k;
       // The holder is the only writer (under the lock here, without it in started()); relaxed:
       // producers read it under this lock, which orders this store before their read.
-      en.handed.store(en.handed.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
+      if (per_key_bound_) {
+        en.handed.store(en.handed.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
+      }
     }
     // The slots are free before any of their jobs runs: a refusal means `capacity` jobs wait.
     // One tail claim for the run (a push stops short only at a slot an earlier lap's taker is
@@ -255,6 +261,7 @@ class key_table {
   // queued in its key. Release: a producer's check under the lock (acquire) that sees the
   // decrement sees the job started. Holder only.
   void started(std::uint32_t e) noexcept {
+    if (!per_key_bound_) return;  // nobody reads the count: no store on the per-job path
     std::atomic<std::uint32_t>& h = entries_[e].handed;
     h.store(h.load(std::memory_order_relaxed) - 1, std::memory_order_release);
   }
@@ -434,6 +441,7 @@ class key_table {
   }
 
   std::size_t capacity_;
+  bool per_key_bound_;
   std::size_t entry_count_;
   std::size_t bucket_mask_;
   std::size_t stripe_mask_;
