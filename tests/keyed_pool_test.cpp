@@ -89,7 +89,9 @@ void check_order_and_exclusion(std::size_t workers, std::size_t key_budget) {
     const crew::pool_stats s = pool.stats();
     EXPECT_EQ(s.executed, static_cast<std::uint64_t>(producers) * per_producer);
     EXPECT_EQ(s.queue_depth, 0U);
-    EXPECT_EQ(s.active_keys, 0U);
+    // A holder gives its key up just after the key's last job returned (its next take() finds
+    // the FIFO empty), so right after wait_idle() a key may still count for an instant.
+    EXPECT_TRUE(eventually([&] { return pool.stats().active_keys == 0; }));
   }
   std::uint64_t total = 0;
   for (const per_key& k : state) {

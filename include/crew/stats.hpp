@@ -120,7 +120,9 @@ struct pool_stats {
   bool latency_enabled = false;       // histograms below are filled only when true
   latency_histogram queue_wait;       // submit -> start of the job
   latency_histogram run_time;         // start -> end of the handler
-  std::size_t active_keys = 0;        // keyed_pool: keys with a queued or running job
+  std::size_t active_keys = 0;        // keyed_pool: keys with a queued or running job (a key
+                                      // counts until its worker gives it up, an instant after
+                                      // its last job returned)
 };
 
 namespace detail {
