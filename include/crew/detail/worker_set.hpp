@@ -196,7 +196,9 @@ class worker_set {
           settled = false;
         }
       }
-      if (settled) return running;
+      // A worker sets its state to exited just before it counts itself out of live(): settled
+      // only once live() has caught up, so still_running counts no exiting worker.
+      if (settled && running == n) return running;
       // A worker that is neither running nor exited is about to exit (or to start one last job,
       // which it then counts as running): wait for the count to move, with a short timeout so a
       // state change without an exit is seen too.
