@@ -243,12 +243,14 @@ pool_stats sample_stats() {
   s.handed_back = 8;
   s.recycled = 9;
   s.active_keys = 11;
+  s.worker_limit = 12;
+  s.expired = 4;
   return s;
 }
 
 TEST(ToPrometheus, GoldenWithoutLatency) {
   const std::string expected =
-      "# HELP crew_workers Worker threads in the pool.\n"
+      "# HELP crew_workers Live worker threads in the pool.\n"
       "# TYPE crew_workers gauge\n"
       "crew_workers 8\n"
       "# HELP crew_busy_workers Workers running a job.\n"
@@ -287,7 +289,14 @@ TEST(ToPrometheus, GoldenWithoutLatency) {
       "crew_recycled_total 9\n"
       "# HELP crew_active_keys Keys with a queued or running job (keyed pools; 0 otherwise).\n"
       "# TYPE crew_active_keys gauge\n"
-      "crew_active_keys 11\n";
+      "crew_active_keys 11\n"
+      "# HELP crew_worker_limit Most worker threads the pool may run (elastic pools grow up to "
+      "it).\n"
+      "# TYPE crew_worker_limit gauge\n"
+      "crew_worker_limit 12\n"
+      "# HELP crew_expired_total Jobs not run because they waited longer than max_queue_wait.\n"
+      "# TYPE crew_expired_total counter\n"
+      "crew_expired_total 4\n";
   EXPECT_EQ(crew::to_prometheus(sample_stats(), "crew"), expected);
 }
 
@@ -587,7 +596,7 @@ TEST(ToPrometheus, EveryLineIsValidExposition) {
   s.run_time = make_known();
   const std::string text = crew::to_prometheus(s, "svc:image_pool");
   EXPECT_EQ(exposition_problems(text), std::vector<std::string>{});
-  // 6 gauges + 7 counters + 2 histograms, each with HELP and TYPE; 13 + 2 * (24 + 2) samples.
+  // 7 gauges + 8 counters + 2 histograms, each with HELP and TYPE; 15 + 2 * (24 + 2) samples.
   std::size_t helps = 0;
   std::size_t types = 0;
   std::size_t samples = 0;
@@ -596,9 +605,9 @@ TEST(ToPrometheus, EveryLineIsValidExposition) {
     types += line.rfind("# TYPE ", 0) == 0;
     samples += line.rfind("svc:image_pool_", 0) == 0;
   }
-  EXPECT_EQ(helps, 15u);
-  EXPECT_EQ(types, 15u);
-  EXPECT_EQ(samples, 13u + 2 * (latency_histogram::bucket_count + 2));
+  EXPECT_EQ(helps, 17u);
+  EXPECT_EQ(types, 17u);
+  EXPECT_EQ(samples, 15u + 2 * (latency_histogram::bucket_count + 2));
 }
 
 TEST(ToPrometheus, ValidatorCatchesBadLines) {

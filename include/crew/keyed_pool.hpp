@@ -32,8 +32,6 @@
 // What is this file's own: key-first submit forms, the holder's loop over one key's jobs, and
 // the collection that hands back {key, job} pairs in each key's order.
 //
-// Not yet (issue 12, for both pools): per-worker handlers, lifecycle hooks, job expiry.
-//
 // Errors: a submit throws what Hash, KeyEqual or Key's copy constructor throws, having changed
 // nothing (the job is not moved from).
 
@@ -106,23 +104,23 @@ class keyed_pool {
 
   static constexpr std::size_t max_workers = 16384;
 
-  // Builds the pool and starts options.workers threads. Throws std::invalid_argument naming the
-  // option for 0 workers (or more than max_workers), a queue_capacity of 0 or one that cannot be
-  // allocated, or a key_budget of 0; std::system_error when a thread cannot be started.
+  // Builds the pool and starts its threads (options.workers, or options.min_workers of an
+  // elastic pool). Throws std::invalid_argument naming the option for 0 workers (or more than
+  // max_workers), a queue_capacity of 0 or one that cannot be allocated, a key_budget of 0,
+  // min_workers above workers, a negative idle_timeout or max_queue_wait; std::system_error
+  // when a thread cannot be started; what on_worker_start throws.
   explicit keyed_pool(Handler handler, options_type options = {}, Hash hash = Hash{},
                       KeyEqual equal = KeyEqual{})
-      : handler_(std::move(handler)),
-        rt_(checked(std::move(options))),
-        options_(rt_.options()),
-        hash_(std::move(hash)),
-        table_(options_.queue_capacity, options_.workers, std::move(equal),
-               options_.max_per_key != 0, "crew::keyed_pool"),
-        sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
-        job_stashes_(std::make_unique<worker_jobs[]>(options_.workers)),
-        key_room_(0) {
-    rt_.workers().start_all([this](std::size_t i) noexcept { worker_main(i, false); },
-                            [this]() noexcept { begin_shutdown(detail::phase_aborting); });
-  }
+      : keyed_pool(detail::handler_source<Handler>(std::move(handler)), std::move(options),
+                   std::move(hash), std::move(equal)) {}
+
+  // As above, with a handler per worker, built by each worker with factory(worker_info) on its
+  // own thread (see crew::per_worker); what the factory throws during construction is thrown.
+  template <class Factory>
+  explicit keyed_pool(per_worker_factory<Factory> factory, options_type options = {},
+                      Hash hash = Hash{}, KeyEqual equal = KeyEqual{})
+      : keyed_pool(detail::handler_source<Handler>(std::move(factory)), std::move(options),
+                   std::move(hash), std::move(equal)) {}
 
   keyed_pool(const keyed_pool&) = delete;
   keyed_pool& operator=(const keyed_pool&) = delete;
@@ -258,7 +256,21 @@ class keyed_pool {
   using room_result = detail::room_result;
   using runtime = detail::pool_runtime<Job>;
   template <class>
-  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, shutdown
+  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, worker_main
+
+  keyed_pool(detail::handler_source<Handler> handlers, options_type options, Hash hash,
+             KeyEqual equal)
+      : handlers_(std::move(handlers)),
+        rt_(checked(std::move(options))),
+        options_(rt_.options()),
+        hash_(std::move(hash)),
+        table_(options_.queue_capacity, options_.workers, std::move(equal),
+               options_.max_per_key != 0, "crew::keyed_pool"),
+        sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
+        job_stashes_(std::make_unique<worker_jobs[]>(options_.workers)),
+        key_room_(0) {
+    rt_.start(*this);
+  }
 
   static options_type checked(options_type o) {
     o = detail::checked_options(std::move(o), max_workers, "crew::keyed_pool");
@@ -290,7 +302,13 @@ class keyed_pool {
     while (!sched_.push(std::uint32_t{e})) std::this_thread::yield();
   }
 
-  std::uint64_t stamp() const noexcept { return options_.track_latency ? detail::now_ns() : 0; }
+  std::uint64_t stamp() const noexcept { return rt_.stamps() ? detail::now_ns() : 0; }
+
+  // A key newly put on the run queue may find no free worker: grow an elastic pool.
+  void scheduled(std::uint32_t e) {
+    schedule(e);
+    rt_.after_accept(*this, [this] { return sched_.ring().size_approx(); });
+  }
 
   // One key's side of detail::submit_once, submit_waiting, submit_with_policy and submit_range.
   // `last` remembers why the last attempt failed, so a wait waits for the right kind of room.
@@ -304,7 +322,7 @@ class keyed_pool {
       std::uint32_t e = detail::no_index;
       last = to_push(
           pool->table_.admit(hash, *key, job, pool->stamp(), pool->options_.max_per_key, e));
-      if (e != detail::no_index) pool->schedule(e);
+      if (e != detail::no_index) pool->scheduled(e);
       return last;
     }
     template <class It>
@@ -313,7 +331,7 @@ class keyed_pool {
       std::size_t admitted = 0;
       last = to_push(pool->table_.admit_run(hash, *key, it, n, pool->stamp(),
                                             pool->options_.max_per_key, e, admitted));
-      if (e != detail::no_index) pool->schedule(e);
+      if (e != detail::no_index) pool->scheduled(e);
       return admitted;
     }
     bool closed() const noexcept { return pool->table_.closed(); }
@@ -342,45 +360,56 @@ class keyed_pool {
     runtime::ensure_not_in_worker(this, "crew::keyed_pool", what);
   }
 
-  void worker_main(std::size_t i, bool successor) noexcept {
-    detail::current_pool = this;
-    detail::worker_set& workers = rt_.workers();
+  // A thread of slot i: the runtime's start-up and teardown around work().
+  void worker_main(std::size_t i) noexcept {
+    rt_.run_worker(this, i, handlers_,
+                   [this, i](Handler& handler, const std::stop_token& token) noexcept {
+                     return work(i, handler, token);
+                   });
+  }
+
+  // Worker i's loop: hold the keys the run queue gives it, recycle after the threshold, go idle
+  // (an elastic pool's idle worker may expire), leave at shutdown.
+  detail::worker_end work(std::size_t i, Handler& handler, const std::stop_token& token) noexcept {
     detail::worker_counters& c = rt_.counters(i);
-    const std::stop_token token = successor ? workers.stop_token(i) : workers.adopt_stop_source(i);
+    detail::worker_set& workers = rt_.workers();
     std::uint64_t threshold = c.draw_threshold(options_.recycle_after);
     std::uint64_t since_recycle = 0;
-    bool idle_signalled = false;
-    if (successor) {
-      workers.set_state(i, worker_state::idle);
-    } else {
-      workers.mark_started(i);
-    }
-    auto hold = [&](std::uint32_t&& e) noexcept { since_recycle += hold_key(i, c, e, token); };
+    detail::idle_period idle;
+    auto hold = [&](std::uint32_t&& e) noexcept {
+      since_recycle += hold_key(i, handler, c, e, token);
+    };
     auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
+    detail::worker_end end = detail::worker_end::exited;
     for (;;) {
       // relaxed: a hint, as in worker_pool; stop_waiting()'s seq_cst load orders the exit.
       if (rt_.phase_hint() == detail::phase_aborting) break;
       if (sched_.run_next(i, hold, after_claim)) {
-        idle_signalled = false;
+        rt_.went_busy(idle);
         if (options_.recycle_after != 0 && since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(options_.recycle_after);
           // respawned: the new thread carries on
-          if (rt_.recycle(i, [this](std::size_t w) noexcept { worker_main(w, true); })) return;
+          if (rt_.recycle(i, [this](std::size_t w) noexcept { worker_main(w); })) {
+            return detail::worker_end::respawned;
+          }
         }
         continue;
       }
-      if (!idle_signalled) {
-        idle_signalled = true;
-        rt_.signal_idle();
-      }
+      if (rt_.went_idle(idle)) rt_.signal_idle();
       if (stop_waiting()) break;
+      if (rt_.expire(i, idle, [this] { return sched_.has_work(); })) {
+        end = detail::worker_end::retired;
+        break;
+      }
       sched_.idle(
           i, [this]() noexcept { return stop_waiting(); },
           [&workers, i](bool parked) noexcept {
             workers.set_state(i, parked ? worker_state::parked : worker_state::idle);
-          });
+          },
+          rt_.park_deadline(idle));
     }
+    rt_.went_busy(idle);
     // The last job of a drain may have been this worker's: the others may be parked on a check
     // that came before it (tests/model/keyed.pml, mutant no-exit-wake: the drain never ends).
     // wake_all bumps every wake word (a seq_cst RMW); a parker reads its word (seq_cst) before
@@ -388,15 +417,15 @@ class keyed_pool {
     // bump, and then its re-check sees this worker's executed count.
     sched_.wake_all();
     rt_.signal_idle();
-    workers.exited(i);
+    return end;
   }
 
   // Worker i holds key entry `e` (taken off the run queue): it takes runs of the key's jobs into
   // its own job stash (K3) and runs them in order, up to key_budget, then gives the key up as
   // take() says (K4). The stash is what a shutdown collects from a worker that stopped in the
   // middle of a run (abort, deadline): its jobs are the key's oldest. Returns how many jobs ran.
-  std::uint64_t hold_key(std::size_t i, detail::worker_counters& c, std::uint32_t e,
-                         const std::stop_token& token) noexcept {
+  std::uint64_t hold_key(std::size_t i, Handler& handler, detail::worker_counters& c,
+                         std::uint32_t e, const std::stop_token& token) noexcept {
     job_stash& own = job_stashes_[i].jobs;
     // Relaxed: read by a collector only after it acquired the jobs the fill below publishes.
     job_stashes_[i].entry.store(e, std::memory_order_relaxed);
@@ -406,8 +435,7 @@ class keyed_pool {
       // Only a max_per_key pool has producers waiting for room in a key (one load otherwise).
       if (options_.max_per_key != 0) key_room_.notify();
       rt_.workers().set_state(i, worker_state::running);
-      detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
-                      options_.track_latency);
+      rt_.run(handler, std::move(env), token, c);  // or on_expire: the key's order holds
       rt_.workers().set_state(i, worker_state::idle);
       ++ran;
     };
@@ -445,7 +473,7 @@ class keyed_pool {
   bool stop_waiting() const noexcept {
     const std::uint32_t phase = rt_.phase();
     if (phase == detail::phase_aborting) return true;
-    return phase == detail::phase_draining && rt_.executed_total() >= table_.accepted();
+    return phase == detail::phase_draining && rt_.completed_total() >= table_.accepted();
   }
 
   // ---- the runtime's interface (detail/pool_runtime.hpp) --------------------------------------
@@ -498,7 +526,7 @@ class keyed_pool {
     std::atomic<std::uint32_t> entry{detail::no_index};
   };
 
-  Handler handler_;
+  detail::handler_source<Handler> handlers_;  // the shared handler, or the per-worker factory
   runtime rt_;  // options, threads, counters, phase, waiting producers, wait_idle callers
   const options_type& options_;
   Hash hash_;

@@ -2,10 +2,12 @@
 
 // crew::pool_options<Job>: how a worker_pool is built.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,6 +40,12 @@ constexpr std::string_view to_string(overflow_policy p) noexcept {
 constexpr std::string_view to_string(recycle_mode m) noexcept {
   return m == recycle_mode::respawn ? "respawn" : "trim";
 }
+
+// Who a worker thread is, as its hooks and its per-worker handler's factory see it.
+struct worker_info {
+  std::size_t index;         // the worker's slot, in [0, workers): unique among live workers
+  std::uint64_t generation;  // how many threads that slot had before this one
+};
 
 // Options of a worker_pool<Job>: an aggregate meant for designated initializers,
 //   {.workers = 8, .queue_capacity = 1024, .on_full = crew::overflow_policy::reject}
@@ -73,9 +81,26 @@ struct pool_options {
   // Record queue-wait and run-time histograms (two clock reads per job); off costs nothing but
   // a predictable branch.
   bool track_latency = false;
-  // (DESIGN.md's second revision places min_workers, idle_timeout, on_worker_start,
-  // on_worker_stop, max_queue_wait and on_expire before the two keyed fields; they will be
-  // inserted here, which keeps every existing designated initializer valid.)
+  // Elastic size. Unset: a fixed pool of `workers` threads. Set (0 <= min_workers <= workers):
+  // the pool starts min_workers threads, starts one more (one start in flight at most) when a
+  // submit is accepted while no live worker is free and fewer than `workers` are alive, and lets
+  // a worker above min_workers that stayed idle for idle_timeout exit.
+  std::optional<std::size_t> min_workers{};
+  // Elastic pools: how long a worker above min_workers may stay idle before it exits. >= 0.
+  std::chrono::milliseconds idle_timeout{10000};
+  // Run on each worker thread the pool starts (respawns and growth included) before its first
+  // job, and after its last, in pairs: start, then the per-worker handler is built; the handler
+  // is destroyed, then stop. A start hook that throws while the constructor waits makes the
+  // constructor throw it; later, the exception goes to on_error and that start is abandoned.
+  std::function<void(const worker_info&)> on_worker_start{};
+  std::function<void(const worker_info&)> on_worker_stop{};
+  // Job expiry: a job that waited longer than this between its acceptance and the moment a
+  // worker reached it is not run but handed to on_expire (on that worker) and counted in
+  // stats().expired. 0: jobs never expire. >= 0.
+  std::chrono::nanoseconds max_queue_wait{0};
+  // Receives each expired job, on the worker that reached it; an exception goes to on_error.
+  // Unset: the expired job is destroyed (and still counted).
+  std::function<void(Job&&)> on_expire{};
   // keyed_pool only: jobs of one key a worker runs in a row before the key goes behind the other
   // keys with work (fairness). Must be at least 1. (worker_pool ignores it.)
   std::size_t key_budget = 16;

@@ -104,7 +104,8 @@ struct latency_histogram {
 // A snapshot of a pool (see worker_pool::stats()). Gauges describe the instant of the snapshot;
 // counters count since the pool was constructed.
 struct pool_stats {
-  std::size_t workers = 0;            // worker threads configured
+  std::size_t workers = 0;            // live worker threads (at most worker_limit; fewer in an
+                                      // elastic pool below full size, 0 after shutdown)
   std::size_t busy = 0;               // workers running a job
   std::size_t queue_depth = 0;        // jobs waiting in the queue
   std::size_t capacity = 0;           // real queue capacity
@@ -123,6 +124,10 @@ struct pool_stats {
   std::size_t active_keys = 0;        // keyed_pool: keys with a queued or running job (a key
                                       // counts until its worker gives it up, an instant after
                                       // its last job returned)
+  std::size_t worker_limit = 0;       // the configured maximum (workers of an elastic pool);
+                                      // `workers` above is the live count
+  std::uint64_t expired = 0;          // jobs not run because they waited past max_queue_wait
+                                      // (each went to on_expire)
 };
 
 namespace detail {
@@ -265,7 +270,8 @@ inline void append_histogram(std::string& out, std::string_view prefix, std::str
 // The families, for name "crew": gauges crew_workers, crew_busy_workers, crew_queue_depth,
 // crew_queue_capacity, crew_blocked_producers; counters crew_accepted_total,
 // crew_rejected_total, crew_dropped_total, crew_executed_total, crew_failed_total,
-// crew_handed_back_total, crew_recycled_total; gauge crew_active_keys; histograms
+// crew_handed_back_total, crew_recycled_total; gauges crew_active_keys, crew_worker_limit;
+// counter crew_expired_total; histograms
 // crew_queue_wait_seconds and crew_run_time_seconds. Every line ends in '\n'. Throws
 // std::invalid_argument for a bad name, std::bad_alloc when out of memory; thread-safe (it only
 // reads `stats`).
@@ -282,7 +288,7 @@ inline std::string to_prometheus(const pool_stats& stats, std::string_view name)
   const auto counter = [&](std::string_view suffix, std::string_view help, std::uint64_t value) {
     detail::append_scalar(out, name, suffix, help, "counter", value);
   };
-  gauge("_workers", "Worker threads in the pool.", stats.workers);
+  gauge("_workers", "Live worker threads in the pool.", stats.workers);
   gauge("_busy_workers", "Workers running a job.", stats.busy);
   gauge("_queue_depth", "Jobs waiting in the queue.", stats.queue_depth);
   gauge("_queue_capacity", "Capacity of the queue.", stats.capacity);
@@ -298,6 +304,10 @@ inline std::string to_prometheus(const pool_stats& stats, std::string_view name)
   counter("_recycled_total", "Worker recycles (respawns and stack trims).", stats.recycled);
   gauge("_active_keys", "Keys with a queued or running job (keyed pools; 0 otherwise).",
         stats.active_keys);
+  gauge("_worker_limit", "Most worker threads the pool may run (elastic pools grow up to it).",
+        stats.worker_limit);
+  counter("_expired_total", "Jobs not run because they waited longer than max_queue_wait.",
+          stats.expired);
   if (stats.latency_enabled) {
     detail::append_histogram(out, name, "_queue_wait_seconds",
                              "Time from submit to the start of the job.", stats.queue_wait);

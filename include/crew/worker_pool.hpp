@@ -103,20 +103,22 @@ class worker_pool {
   // The largest worker count accepted; more is a configuration error, not a pool.
   static constexpr std::size_t max_workers = 16384;
 
-  // Builds the pool and starts options.workers threads.
-  // Throws std::invalid_argument naming the option when workers is 0 or above max_workers, or
-  // when queue_capacity is 0 or cannot be allocated; std::system_error when a thread cannot be
-  // started (the threads already started are stopped and joined first).
+  // Builds the pool and starts its threads (options.workers, or options.min_workers of an
+  // elastic pool), each running on_worker_start before the constructor returns.
+  // Throws std::invalid_argument naming the option when workers is 0 or above max_workers,
+  // when queue_capacity is 0 or cannot be allocated, when min_workers exceeds workers, or when
+  // idle_timeout or max_queue_wait is negative; std::system_error when a thread cannot be
+  // started; whatever on_worker_start throws (the threads already started are stopped and
+  // joined first).
   explicit worker_pool(Handler handler, options_type options = {})
-      : handler_(std::move(handler)),
-        rt_(detail::checked_options(std::move(options), max_workers)),
-        sched_(rt_.options().queue_capacity, rt_.worker_count(), "crew::worker_pool"),
-        options_(rt_.options()),
-        recycle_after_(options_.recycle_after),
-        track_latency_(options_.track_latency) {
-    rt_.workers().start_all([this](std::size_t i) noexcept { worker_main(i, false); },
-                            [this]() noexcept { begin_shutdown(detail::phase_aborting); });
-  }
+      : worker_pool(detail::handler_source<Handler>(std::move(handler)), std::move(options)) {}
+
+  // As above, with a handler per worker: each worker builds its own, on its own thread, with
+  // factory(const crew::worker_info&) before its first job, and destroys it there when it stops
+  // (see crew::per_worker). What the factory throws during the constructor is thrown from it.
+  template <class Factory>
+  explicit worker_pool(per_worker_factory<Factory> factory, options_type options = {})
+      : worker_pool(detail::handler_source<Handler>(std::move(factory)), std::move(options)) {}
 
   worker_pool(const worker_pool&) = delete;
   worker_pool& operator=(const worker_pool&) = delete;
@@ -283,18 +285,32 @@ class worker_pool {
   bool is_shut_down() const noexcept { return sched_.closed(); }
 
  private:
+  explicit worker_pool(detail::handler_source<Handler> handlers, options_type options)
+      : handlers_(std::move(handlers)),
+        rt_(detail::checked_options(std::move(options), max_workers)),
+        sched_(rt_.options().queue_capacity, rt_.worker_count(), "crew::worker_pool"),
+        options_(rt_.options()),
+        recycle_after_(options_.recycle_after),
+        stamps_(rt_.stamps()) {
+    rt_.start(*this);
+  }
+
   using push_result = detail::push_result;
   using room_result = detail::room_result;
   template <class>
-  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, shutdown
+  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, worker_main
 
   // ---- submit internals ---------------------------------------------------------------------
 
-  std::uint64_t stamp() const noexcept { return track_latency_ ? detail::now_ns() : 0; }
+  std::uint64_t stamp() const noexcept { return stamps_ ? detail::now_ns() : 0; }
 
-  // One attempt to queue `job`; moves from it only when accepted.
+  // One attempt to queue `job`; moves from it only when accepted. An accepted job that finds no
+  // free worker grows an elastic pool (pool_runtime::after_accept).
   push_result push(Job& job) noexcept {
-    if (sched_.push(std::move(job), stamp())) return push_result::accepted;
+    if (sched_.push(std::move(job), stamp())) {
+      rt_.after_accept(*this, [this] { return sched_.ring().size_approx(); });
+      return push_result::accepted;
+    }
     return sched_.closed() ? push_result::closed : push_result::full;
   }
 
@@ -316,7 +332,12 @@ class worker_pool {
     push_result push(Job& job) const noexcept { return pool->push(job); }
     template <class It>
     std::size_t push_run(It it, std::size_t n) const noexcept {
-      return pool->sched_.push_bulk(detail::stamping_iterator<Job, It>{it, pool->stamp()}, n);
+      const std::size_t pushed =
+          pool->sched_.push_bulk(detail::stamping_iterator<Job, It>{it, pool->stamp()}, n);
+      if (pushed != 0) {
+        pool->rt_.after_accept(*pool, [p = pool] { return p->sched_.ring().size_approx(); });
+      }
+      return pushed;
     }
     bool closed() const noexcept { return pool->sched_.closed(); }
     void drop(Job&& job) const { pool->rt_.drop(std::move(job)); }
@@ -342,24 +363,25 @@ class worker_pool {
     runtime::ensure_not_in_worker(this, "crew::worker_pool", what);
   }
 
-  void worker_main(std::size_t i, bool successor) noexcept {
-    detail::current_pool = this;
+  // A thread of slot i: the runtime's start-up and teardown around work().
+  void worker_main(std::size_t i) noexcept {
+    rt_.run_worker(this, i, handlers_,
+                   [this, i](Handler& handler, const std::stop_token& token) noexcept {
+                     return work(i, handler, token);
+                   });
+  }
+
+  // Worker i's loop: run what the scheduler finds, recycle after the threshold, go idle (an
+  // elastic pool's idle worker may expire), leave at shutdown.
+  detail::worker_end work(std::size_t i, Handler& handler, const std::stop_token& token) noexcept {
     detail::worker_set& workers = rt_.workers();
     detail::worker_counters& c = rt_.counters(i);
-    // A successor (respawn) keeps its worker's source: only the first thread adopts one.
-    const std::stop_token token = successor ? workers.stop_token(i) : workers.adopt_stop_source(i);
     std::uint64_t threshold = c.draw_threshold(recycle_after_);
     std::uint64_t since_recycle = 0;
-    bool idle_signalled = false;
-    if (successor) {
-      workers.set_state(i, worker_state::idle);
-    } else {
-      workers.mark_started(i);
-    }
+    detail::idle_period idle;
     auto run = [&](envelope&& env) noexcept {
       workers.set_state(i, worker_state::running);
-      detail::run_job(handler_, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
-                      track_latency_);
+      rt_.run(handler, std::move(env), token, c);
       workers.set_state(i, worker_state::idle);
     };
     // After a ring claim (a seq_cst RMW on its head): see detail::room_gate::after_claim.
@@ -371,32 +393,36 @@ class worker_pool {
       // closed check below (seq_cst) orders the exit.
       if (rt_.phase_hint() == detail::phase_aborting) break;
       if (sched_.run_next(i, run, after_claim)) {
-        idle_signalled = false;
+        rt_.went_busy(idle);
         if (recycle_after_ != 0 && ++since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(recycle_after_);
           // respawned: the new thread carries on
-          if (rt_.recycle(i, [this](std::size_t w) noexcept { worker_main(w, true); })) return;
+          if (rt_.recycle(i, [this](std::size_t w) noexcept { worker_main(w); })) {
+            return detail::worker_end::respawned;
+          }
         }
         continue;
       }
-      if (!idle_signalled) {
-        idle_signalled = true;
-        rt_.signal_idle();
-      }
+      if (rt_.went_idle(idle)) rt_.signal_idle();
       if (sched_.closed()) {
         if (rt_.phase() == detail::phase_aborting || sched_.drained()) break;
         std::this_thread::yield();  // a producer is writing a claimed slot, or a steal is in flight
         continue;
       }
+      if (rt_.expire(i, idle, [this] { return sched_.has_work(); })) {
+        return detail::worker_end::retired;
+      }
       sched_.idle(
           i, [this]() noexcept { return sched_.closed(); },
           [&workers, i](bool parked) noexcept {
             workers.set_state(i, parked ? worker_state::parked : worker_state::idle);
-          });
+          },
+          rt_.park_deadline(idle));
     }
+    rt_.went_busy(idle);
     rt_.signal_idle();
-    workers.exited(i);
+    return detail::worker_end::exited;
   }
 
   // ---- the runtime's interface (detail/pool_runtime.hpp) --------------------------------------
@@ -422,13 +448,13 @@ class worker_pool {
 
   using runtime = detail::pool_runtime<Job>;
 
-  Handler handler_;
+  detail::handler_source<Handler> handlers_;  // the shared handler, or the per-worker factory
   runtime rt_;  // options, threads, counters, phase, waiting producers, wait_idle callers
   detail::scheduler<envelope> sched_;
   // Read-mostly copies for the workers' loop.
   const options_type& options_;
   std::uint64_t recycle_after_;
-  bool track_latency_;
+  bool stamps_;  // jobs carry their submit time (latency tracking or expiry)
 };
 
 }  // namespace crew

@@ -358,7 +358,9 @@ class harness {
       fail("snapshot: accepted " + std::to_string(s.accepted) + " < executed " +
            std::to_string(s.executed) + " + handed_back " + std::to_string(s.handed_back));
     }
-    if (s.workers != c_.workers) fail("snapshot: wrong worker count");
+    if (s.worker_limit != c_.workers || s.workers > s.worker_limit) {
+      fail("snapshot: wrong worker count");
+    }
     if (s.busy > s.workers) fail("snapshot: busy > workers");
   }
 

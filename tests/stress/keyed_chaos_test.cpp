@@ -547,7 +547,9 @@ class harness {
       fail("snapshot: accepted " + std::to_string(s.accepted) + " < executed " +
            std::to_string(s.executed) + " + handed_back " + std::to_string(s.handed_back));
     }
-    if (s.workers != c_.workers) fail("snapshot: wrong worker count");
+    if (s.worker_limit != c_.workers || s.workers > s.worker_limit) {
+      fail("snapshot: wrong worker count");
+    }
     if (s.busy > s.workers) fail("snapshot: busy > workers");
     if (s.active_keys > c_.keys) {
       fail("snapshot: active_keys " + std::to_string(s.active_keys) + " > the " +

@@ -73,20 +73,24 @@ class worker_parking {
   }
 
   // Parks worker `index` unless `has_work()` (seq_cst loads, the worker's half of the
-  // handshake) says there is something to do after it announced itself. Returns when woken
-  // (or at once). Only worker `index` calls this for its index.
+  // handshake) says there is something to do after it announced itself. Returns when woken, at
+  // `deadline` (an elastic pool's idle timeout), or at once. Only worker `index` calls this for
+  // its index.
   template <class HasWork>
-  void park(std::size_t index, HasWork has_work) noexcept {
+  void park(std::size_t index, HasWork has_work,
+            steady_time deadline = steady_time::max()) noexcept {
     // Read the wake word before announcing: a waker that claims our bit bumps it afterwards.
     const std::uint32_t seen = wake_[index].word.load(std::memory_order_seq_cst);
     std::atomic<std::uint64_t>& mask = masks_[index / 64].bits;
     const std::uint64_t bit = std::uint64_t{1} << (index % 64);
     mask.fetch_or(bit, std::memory_order_seq_cst);  // the bit before the count: see wake_one()
     parked_.fetch_add(1, std::memory_order_seq_cst);
-    if (!has_work()) wait(wake_[index].word, seen);
+    if (!has_work()) (void)wait_until(wake_[index].word, seen, deadline);
     parked_.fetch_sub(1, std::memory_order_seq_cst);
     // Withdraw the bit if no waker claimed it (if one did, its bump may still arrive: a
-    // spurious wake-up at the next park, which re-checks and sleeps again).
+    // spurious wake-up at the next park, which re-checks and sleeps again). A worker that timed
+    // out after a waker claimed it still finds the waker's work: the push came before the claim,
+    // and the worker looks for work again after this.
     mask.fetch_and(~bit, std::memory_order_seq_cst);
   }
 

@@ -10,6 +10,7 @@
 //   begin_shutdown(phase)                close admission, move to `phase`, wake everyone
 //   collect(std::vector<Value>&)         hand back every unstarted job (after an abort)
 //   accepted_count()                     jobs accepted so far (acquire)
+//   worker_main(i)                       the body of a thread of slot i (run_worker inside)
 //
 // Phases: running -> draining -> aborting, only ever raised (a compare-exchange loop), so an
 // abort escalates a drain in progress and a drain never undoes an abort.
@@ -24,6 +25,7 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -36,6 +38,7 @@
 #include "../status.hpp"
 #include "cache_line.hpp"
 #include "eventcount.hpp"
+#include "handler.hpp"
 #include "job_runner.hpp"
 #include "pool_support.hpp"
 #include "room.hpp"
@@ -46,6 +49,18 @@ namespace crew::detail {
 
 enum pool_phase : std::uint32_t { phase_running = 0, phase_draining = 1, phase_aborting = 2 };
 
+// How a worker loop ended: the worker left (shutdown), retired (elastic expiry), or handed its
+// slot to a respawned successor.
+enum class worker_end : unsigned char { exited, retired, respawned };
+
+// A worker loop's own record of its idle period (elastic pools count free workers and time out
+// idle ones). Lives on the worker's stack.
+struct idle_period {
+  bool idle = false;      // between "found nothing" and the next job
+  bool at_floor = false;  // tried to expire at min_workers: waits without a timeout
+  steady_time since{};
+};
+
 template <class Job>
 class pool_runtime {
  public:
@@ -55,9 +70,13 @@ class pool_runtime {
   // is down to half its capacity.
   explicit pool_runtime(options_type options)
       : options_(std::move(options)),
-        workers_(options_.workers, options_.stack_size, options_.name),
+        workers_(options_.workers, options_.min_workers.value_or(options_.workers),
+                 options_.stack_size, options_.name),
         counters_(std::make_unique<worker_counters[]>(options_.workers)),
         worker_count_(options_.workers),
+        elastic_(options_.min_workers.has_value()),
+        expiry_(options_.max_queue_wait.count() > 0),
+        max_wait_ns_(static_cast<std::uint64_t>(options_.max_queue_wait.count())),
         room_(half_capacity(options_.queue_capacity)) {
     std::random_device seed_source;
     const std::uint64_t seed = (std::uint64_t{seed_source()} << 32) ^ seed_source() ^ now_ns();
@@ -81,6 +100,56 @@ class pool_runtime {
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------
+
+  // Starts `pool`'s first threads (min_workers of an elastic pool, else workers) and waits for
+  // their start-ups; see worker_set::start_initial for the errors. From the constructor.
+  template <class Pool>
+  void start(Pool& pool) {
+    workers_.start_initial(
+        workers_.floor(), [&pool](std::size_t i) noexcept { pool.worker_main(i); },
+        [&pool]() noexcept { pool.begin_shutdown(phase_aborting); });
+  }
+
+  // The life of one thread of slot i of `pool`: its identity and stop token, on_worker_start,
+  // its handler (shared, or built by the per-worker factory on this thread), the pool's
+  // `loop(handler, token)`, then the teardown in reverse (the handler destroyed, on_worker_stop)
+  // and the slot's end as the loop says. A start-up that throws: during the constructor's wait
+  // the constructor rethrows it; later it goes to on_error, the start is abandoned (the slot is
+  // vacant again, and the next starts back off), and on_worker_stop runs only if
+  // on_worker_start had returned. Worker i only.
+  template <class Handler, class Loop>
+  void run_worker(const void* pool, std::size_t i, handler_source<Handler>& source,
+                  Loop loop) noexcept {
+    current_pool = pool;
+    const worker_info info = workers_.info(i);
+    const std::stop_token token =
+        workers_.first_start(i) ? workers_.adopt_stop_source(i) : workers_.stop_token(i);
+    std::optional<Handler> own;
+    Handler* handler = nullptr;
+    bool hooked = false;
+    try {
+      if (options_.on_worker_start) options_.on_worker_start(info);
+      hooked = true;
+      handler = &source.acquire(own, info);
+    } catch (...) {
+      const std::exception_ptr failure = std::current_exception();
+      if (hooked) stop_hook(info);
+      if (workers_.kind(i) != start_kind::initial) {
+        report_error(failure);
+        start_failed();
+      }
+      workers_.started(i, failure);
+      workers_.exited(i);
+      return;
+    }
+    start_succeeded();
+    workers_.started(i, nullptr);
+    const worker_end end = loop(*handler, token);
+    own.reset();  // a per-worker handler dies on its own thread, before the stop hook
+    stop_hook(info);
+    if (end == worker_end::exited) workers_.exited(i);
+    if (end == worker_end::retired) workers_.retired(i);
+  }
 
   // The destructor of `pool`: drains, joins every thread, waits for producers still inside a
   // waiting submit to leave (they were woken with `closed`). From a worker: a message naming
@@ -118,12 +187,15 @@ class pool_runtime {
   std::uint32_t phase_hint() const noexcept { return phase_.load(std::memory_order_relaxed); }
   std::uint32_t phase() const noexcept { return phase_.load(std::memory_order_seq_cst); }
 
-  // shutdown(mode) of `pool`: see worker_pool::shutdown.
+  // shutdown(mode) of `pool`: see worker_pool::shutdown. A drain left without any worker (an
+  // elastic pool whose last worker expired as the job came, or starts that fail) starts one as
+  // a last resort; if that cannot be done, the jobs are handed back (an abort) rather than
+  // waited for forever.
   template <class Value, class Pool>
   shutdown_report<Value> shutdown(Pool& pool, shutdown_mode mode) {
     shutdown_report<Value> report;
     pool.begin_shutdown(mode == shutdown_mode::abort ? phase_aborting : phase_draining);
-    (void)workers_.wait_all_exited(steady_time::max());
+    (void)settle_workers(pool, steady_time::max());
     // After an abort (this one or a concurrent one), whatever is left was never started.
     if (phase() == phase_aborting) pool.collect(report.handed_back);
     finish(pool, report);
@@ -136,16 +208,101 @@ class pool_runtime {
   shutdown_report<Value> shutdown_by(Pool& pool, steady_time deadline) {
     shutdown_report<Value> report;
     pool.begin_shutdown(phase_draining);
-    if (!workers_.wait_all_exited(deadline)) {
+    if (!settle_workers(pool, deadline)) {
       pool.begin_shutdown(phase_aborting);
       // Idle and parked workers exit at once; only the ones inside a job stay.
       (void)workers_.wait_settled();
-      pool.collect(report.handed_back);
     }
+    if (phase() == phase_aborting) pool.collect(report.handed_back);
     finish(pool, report);
     return report;
   }
 
+  // ---- elastic size -----------------------------------------------------------------------------
+
+  // After an accepted submit: one more worker when fewer than `workers` are live and the jobs
+  // waiting (`waiting()`, read after the push: the producer's half of the expiry handshake in
+  // worker_set.hpp) outnumber the free workers. At full size (every fixed pool that never lost a
+  // worker) this is one load of a read-mostly line.
+  template <class Pool, class Waiting>
+  [[gnu::always_inline]] void after_accept(Pool& pool, Waiting waiting) noexcept {
+    if (workers_.live() >= worker_count_) [[likely]] {
+      return;
+    }
+    grow_for(pool, waiting());
+  }
+
+  // A worker loop found nothing to run: true on the transition into an idle period (the loop
+  // then tells wait_idle() callers). Elastic pools count the worker free and start its clock.
+  bool went_idle(idle_period& p) noexcept {
+    if (p.idle) return false;
+    p.idle = true;
+    if (elastic_) {
+      workers_.became_free();
+      p.since = std::chrono::steady_clock::now();
+    }
+    return true;
+  }
+
+  // A worker loop found a job (or leaves): the idle period ends.
+  [[gnu::always_inline]] void went_busy(idle_period& p) noexcept {
+    if (!p.idle) [[likely]] {
+      return;
+    }
+    p.idle = false;
+    p.at_floor = false;
+    if (elastic_) workers_.became_busy();
+  }
+
+  // Until when an idle worker may sleep before it should consider expiring.
+  steady_time park_deadline(const idle_period& p) const noexcept {
+    if (!elastic_ || p.at_floor) return steady_time::max();
+    return p.since + options_.idle_timeout;
+  }
+
+  // Worker i, idle: true when it has expired and must end (worker_end::retired). See "Expiry"
+  // in worker_set.hpp: the worker stops counting as free, lowers live() (not below
+  // min_workers), then re-checks `has_work()` (seq_cst loads) and resumes if it finds any.
+  template <class HasWork>
+  bool expire(std::size_t i, idle_period& p, HasWork has_work) noexcept {
+    if (!elastic_ || !p.idle || p.at_floor) return false;
+    const steady_time now = std::chrono::steady_clock::now();
+    if (now < p.since + options_.idle_timeout || phase() != phase_running) return false;
+    workers_.became_busy();
+    if (!workers_.retire(i)) {
+      workers_.became_free();
+      p.at_floor = true;
+      return false;
+    }
+    if (has_work() && workers_.resume(i)) {
+      workers_.became_free();
+      p.since = now;
+      return false;
+    }
+    p.idle = false;
+    return true;
+  }
+
+  // ---- expiry -----------------------------------------------------------------------------------
+
+  // Whether jobs are stamped at submit (latency tracking or expiry).
+  bool stamps() const noexcept { return options_.track_latency || expiry_; }
+
+  // Runs `env` through `handler` on worker c's thread, or hands it to on_expire when it waited
+  // past max_queue_wait (one clock read per job, only with expiry on).
+  template <class Handler>
+  [[gnu::always_inline]] void run(Handler& handler, envelope<Job>&& env,
+                                  const std::stop_token& token, worker_counters& c) noexcept {
+    if (expiry_) [[unlikely]] {
+      const std::uint64_t now = now_ns();
+      if (now > env.enqueued_ns && now - env.enqueued_ns > max_wait_ns_) {
+        expire_job(std::move(env.job), c);
+        return;
+      }
+    }
+    run_job(handler, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
+            options_.track_latency);
+  }
   // ---- jobs done ------------------------------------------------------------------------------
 
   std::uint64_t executed_total() const noexcept {
@@ -154,21 +311,41 @@ class pool_runtime {
     return n;
   }
 
+  // Jobs done with: run or expired (acquire, as executed_total()).
+  std::uint64_t completed_total() const noexcept {
+    std::uint64_t n = executed_total();
+    if (expiry_) {
+      for (std::size_t i = 0; i < worker_count_; ++i) n += counters_[i].expired_acquire();
+    }
+    return n;
+  }
+
   // Whether every job accepted by the time of the call has run or been handed back. Completed
   // first, accepted second: both only grow and completed <= accepted, so equality means every
   // job accepted by the first read had completed then.
   template <class Pool>
   bool is_idle(const Pool& pool) const noexcept {
-    const std::uint64_t done = handed_back_.load(std::memory_order_acquire) + executed_total();
+    const std::uint64_t done = handed_back_.load(std::memory_order_acquire) + completed_total();
     return done >= pool.accepted_count();
   }
 
   // wait_idle / wait_idle_for / wait_idle_until of `pool`. The fence in eventcount::await pairs
   // with the one in signal_idle(): either the waiter sees the last count, or the worker sees the
   // waiter and bumps the epoch after its read.
+  // A pool left with no live worker (an elastic pool whose starts fail) is given a start
+  // attempt every 10 ms while the caller waits, so the wait ends once a worker can start.
   template <class Pool>
-  bool wait_idle(const Pool& pool, steady_time deadline) {
-    return idle_.await([&] { return is_idle(pool); }, deadline);
+  bool wait_idle(Pool& pool, steady_time deadline) {
+    for (;;) {
+      if (workers_.live() != 0) return idle_.await([&] { return is_idle(pool); }, deadline);
+      if (is_idle(pool)) return true;
+      grow_for(pool, 1);
+      const steady_time slice = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+      if (idle_.await([&] { return is_idle(pool); }, deadline < slice ? deadline : slice)) {
+        return true;
+      }
+      if (deadline <= slice) return false;
+    }
   }
 
   // Tells wait_idle() callers to re-check. The fence orders the caller's last counter store
@@ -213,7 +390,8 @@ class pool_runtime {
   // the per-worker counters and histograms). The pool adds capacity, accepted, queue_depth.
   pool_stats stats() const noexcept {
     pool_stats s;
-    s.workers = worker_count_;
+    s.workers = workers_.live();
+    s.worker_limit = worker_count_;
     s.blocked_producers = room_.blocked();
     s.rejected = rejected_.load(std::memory_order_relaxed);
     s.dropped = dropped_.load(std::memory_order_relaxed);
@@ -230,7 +408,7 @@ class pool_runtime {
   // snapshot, as at every instant) and the queue depth it implies.
   static void settle(pool_stats& s, std::uint64_t accepted) noexcept {
     s.accepted = accepted;
-    const std::uint64_t settled = s.executed + s.handed_back + s.busy;
+    const std::uint64_t settled = s.executed + s.expired + s.handed_back + s.busy;
     s.queue_depth = s.accepted > settled ? static_cast<std::size_t>(s.accepted - settled) : 0;
   }
 
@@ -250,6 +428,89 @@ class pool_runtime {
     return requested > top ? top / 2 : std::bit_ceil(requested) / 2;
   }
 
+  // Waits (until `deadline`) for every worker to leave and no start to be in flight; a drain
+  // found with jobs left and no worker gets up to two last-resort starts, then an abort. False
+  // at the deadline.
+  template <class Pool>
+  bool settle_workers(Pool& pool, steady_time deadline) {
+    int last_resorts = 0;
+    for (;;) {
+      if (!workers_.wait_all_exited(deadline)) return false;
+      while (workers_.start_in_flight())
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      if (workers_.live() != 0) continue;
+      if (phase() == phase_aborting || is_idle(pool)) return true;
+      if (last_resorts++ < 2 && std::chrono::steady_clock::now() < deadline &&
+          workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
+                        [this](std::exception_ptr e) noexcept { report_error(e); }, true)) {
+        continue;
+      }
+      pool.begin_shutdown(phase_aborting);  // no worker can drain it: hand the jobs back
+      return true;
+    }
+  }
+
+  // One growth attempt for `waiting` jobs (see after_accept), unless the free workers cover
+  // them, the pool is shutting down, or starts are backing off after a failure.
+  template <class Pool>
+  [[gnu::noinline]] void grow_for(Pool& pool, std::size_t waiting) noexcept {
+    if (elastic_ && workers_.free_workers() >= waiting) return;
+    if (phase() != phase_running) return;
+    const std::uint64_t retry = retry_after_ns_.load(std::memory_order_relaxed);
+    if (retry != 0 && now_ns() < retry) return;
+    (void)workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
+                        [this](std::exception_ptr e) noexcept {
+                          report_error(e);
+                          start_failed();
+                        });
+  }
+
+  // Failed starts back off (1 ms, doubling to 1 s) so a factory that keeps throwing is not
+  // retried on every submit. Relaxed: a hint for the next growers, nothing is published.
+  void start_failed() noexcept {
+    std::uint64_t b = backoff_ns_.load(std::memory_order_relaxed);
+    b = b == 0 ? 1'000'000 : (b >= 500'000'000 ? 1'000'000'000 : b * 2);
+    backoff_ns_.store(b, std::memory_order_relaxed);
+    retry_after_ns_.store(now_ns() + b, std::memory_order_relaxed);
+  }
+  void start_succeeded() noexcept {
+    if (backoff_ns_.load(std::memory_order_relaxed) != 0) {
+      backoff_ns_.store(0, std::memory_order_relaxed);
+      retry_after_ns_.store(0, std::memory_order_relaxed);
+    }
+  }
+
+  // An exception from a hook, a factory or on_expire, to on_error (which must not throw).
+  void report_error(std::exception_ptr e) const noexcept {
+    if (!options_.on_error) return;
+    try {
+      options_.on_error(std::move(e));
+    } catch (...) {  // NOLINT(bugprone-empty-catch): documented: on_error must not throw
+    }
+  }
+
+  void stop_hook(const worker_info& info) const noexcept {
+    if (!options_.on_worker_stop) return;
+    try {
+      options_.on_worker_stop(info);
+    } catch (...) {
+      report_error(std::current_exception());
+    }
+  }
+
+  // An expired job goes to on_expire on this worker (its exception to on_error), then counts.
+  void expire_job(Job&& job, worker_counters& c) noexcept {
+    Job taken(std::move(job));
+    if (options_.on_expire) {
+      try {
+        options_.on_expire(std::move(taken));
+      } catch (...) {
+        report_error(std::current_exception());
+      }
+    }
+    bump(c.expired);
+  }
+
   template <class Pool, class Report>
   void finish(Pool& pool, Report& report) {
     report.still_running = workers_.live();
@@ -259,15 +520,19 @@ class pool_runtime {
       workers_.join_exited();
     }
     report.executed = executed_total();
+    // drained: nothing handed back, every accepted job ran (or expired, to on_expire).
     report.drained = report.still_running == 0 &&
                      handed_back_.load(std::memory_order_acquire) == 0 &&
-                     report.executed == pool.accepted_count();
+                     completed_total() == pool.accepted_count();
   }
 
   options_type options_;
   worker_set workers_;
   std::unique_ptr<worker_counters[]> counters_;
   std::size_t worker_count_;
+  bool elastic_;  // min_workers set
+  bool expiry_;   // max_queue_wait > 0
+  std::uint64_t max_wait_ns_;
   room_gate room_;   // producers waiting for room (and the destructor's count of them)
   eventcount idle_;  // wait_idle() callers
   alignas(cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
@@ -276,6 +541,8 @@ class pool_runtime {
   alignas(cache_line_size) std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> handed_back_{0};
+  std::atomic<std::uint64_t> backoff_ns_{0};  // after failed starts (relaxed: a hint)
+  std::atomic<std::uint64_t> retry_after_ns_{0};
 };
 
 }  // namespace crew::detail

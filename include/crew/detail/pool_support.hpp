@@ -77,6 +77,9 @@ struct alignas(cache_line_size) worker_counters {
   // respawn). Relaxed: statistics only, nothing is published through them.
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> recycled{0};
+  // expired: single writer (the worker), release like executed: wait_idle's acquire read sees
+  // that on_expire returned.
+  std::atomic<std::uint64_t> expired{0};
   std::uint64_t rng = 0;  // the worker's own jitter generator
   histogram_recorder queue_wait;
   histogram_recorder run_time;
@@ -84,6 +87,7 @@ struct alignas(cache_line_size) worker_counters {
   std::uint64_t executed_acquire() const noexcept {
     return executed.load(std::memory_order_acquire);
   }
+  std::uint64_t expired_acquire() const noexcept { return expired.load(std::memory_order_acquire); }
 
   // A recycle threshold uniform in [n, 2n) (modulo bias is negligible for n << 2^64); 0 = never.
   std::uint64_t draw_threshold(std::uint64_t n) noexcept {
@@ -95,6 +99,7 @@ struct alignas(cache_line_size) worker_counters {
     s.executed += executed.load(std::memory_order_relaxed);
     s.failed += failed.load(std::memory_order_relaxed);
     s.recycled += recycled.load(std::memory_order_relaxed);
+    s.expired += expired.load(std::memory_order_relaxed);
     if (latency) {
       queue_wait.add_to(s.queue_wait);
       run_time.add_to(s.run_time);
@@ -131,6 +136,19 @@ Options checked_options(Options o, std::size_t max_workers,
   }
   if (o.queue_capacity == 0) {
     throw std::invalid_argument(owner + ": options.queue_capacity must be at least 1, got 0");
+  }
+  if (o.min_workers && *o.min_workers > o.workers) {
+    throw std::invalid_argument(owner + ": options.min_workers is " +
+                                std::to_string(*o.min_workers) + ", more than options.workers (" +
+                                std::to_string(o.workers) + ")");
+  }
+  if (o.idle_timeout.count() < 0) {
+    throw std::invalid_argument(owner + ": options.idle_timeout must not be negative, got " +
+                                std::to_string(o.idle_timeout.count()) + " ms");
+  }
+  if (o.max_queue_wait.count() < 0) {
+    throw std::invalid_argument(owner + ": options.max_queue_wait must not be negative, got " +
+                                std::to_string(o.max_queue_wait.count()) + " ns");
   }
   return o;
 }

@@ -92,19 +92,23 @@ class scheduler {
   }
 
   // Polls briefly for work (the ring's front, and at each yield the stashes), then parks
-  // worker i until woken, unless `stop()` or work shows up; `on_park(bool)` is told when the
-  // worker goes to sleep and when it wakes. Only worker i calls this.
+  // worker i until woken or `deadline` (an elastic pool's idle timeout), unless `stop()` or work
+  // shows up; `on_park(bool)` is told when the worker goes to sleep and when it wakes. Only
+  // worker i calls this.
   template <class Stop, class OnPark>
-  void idle(std::size_t i, Stop stop, OnPark on_park) noexcept {
+  void idle(std::size_t i, Stop stop, OnPark on_park,
+            steady_time deadline = steady_time::max()) noexcept {
     if (poll_briefly([this] { return ring_.front_ready(); },
-                     [this, &stop] { return stop() || !stashes_idle(); }, steady_time::max())) {
+                     [this, &stop] { return stop() || !stashes_idle(); }, deadline)) {
       return;
     }
+    if (deadline <= std::chrono::steady_clock::now()) return;
     on_park(true);
     // seq_cst loads (size_approx, stashes_idle, and the caller's stop()): the parker's half of
     // the handshake with pushes, stash fills and shutdown.
-    parking_.park(i,
-                  [this, &stop] { return stop() || ring_.size_approx() != 0 || !stashes_idle(); });
+    parking_.park(
+        i, [this, &stop] { return stop() || ring_.size_approx() != 0 || !stashes_idle(); },
+        deadline);
     on_park(false);
   }
 
@@ -144,6 +148,10 @@ class scheduler {
 
   // Wakes every worker (shutdown: they re-check the phase). Thread-safe.
   void wake_all() noexcept { parking_.wake_all(); }
+
+  // Whether any job is waiting anywhere (the ring or a stash). seq_cst loads: a retiring
+  // worker's re-check (detail/worker_set.hpp, "Expiry"). Thread-safe.
+  bool has_work() const noexcept { return ring_.size_approx() != 0 || !stashes_idle(); }
 
   // ---- observing --------------------------------------------------------------------------
 
