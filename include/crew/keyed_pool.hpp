@@ -111,16 +111,16 @@ class keyed_pool {
   // when a thread cannot be started; what on_worker_start throws.
   explicit keyed_pool(Handler handler, options_type options = {}, Hash hash = Hash{},
                       KeyEqual equal = KeyEqual{})
-      : keyed_pool(detail::handler_source<Handler>(std::move(handler)), std::move(options),
-                   std::move(hash), std::move(equal)) {}
+      : keyed_pool(std::in_place, std::move(handler), std::move(options), std::move(hash),
+                   std::move(equal)) {}
 
   // As above, with a handler per worker, built by each worker with factory(worker_info) on its
   // own thread (see crew::per_worker); what the factory throws during construction is thrown.
   template <class Factory>
   explicit keyed_pool(per_worker_factory<Factory> factory, options_type options = {},
                       Hash hash = Hash{}, KeyEqual equal = KeyEqual{})
-      : keyed_pool(detail::handler_source<Handler>(std::move(factory)), std::move(options),
-                   std::move(hash), std::move(equal)) {}
+      : keyed_pool(std::in_place, std::move(factory), std::move(options), std::move(hash),
+                   std::move(equal)) {}
 
   keyed_pool(const keyed_pool&) = delete;
   keyed_pool& operator=(const keyed_pool&) = delete;
@@ -256,11 +256,12 @@ class keyed_pool {
   using room_result = detail::room_result;
   using runtime = detail::pool_runtime<Job>;
   template <class>
-  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, worker_main
+  friend class detail::pool_runtime;  // the runtime's interface below, and worker_main
 
-  keyed_pool(detail::handler_source<Handler> handlers, options_type options, Hash hash,
-             KeyEqual equal)
-      : handlers_(std::move(handlers)),
+  // The public constructors' common part (see worker_pool's).
+  template <class Source>
+  keyed_pool(std::in_place_t, Source&& source, options_type options, Hash hash, KeyEqual equal)
+      : handlers_(std::forward<Source>(source)),
         rt_(checked(std::move(options))),
         options_(rt_.options()),
         hash_(std::move(hash)),
@@ -362,7 +363,7 @@ class keyed_pool {
 
   // A thread of slot i: the runtime's start-up and teardown around work().
   void worker_main(std::size_t i) noexcept {
-    rt_.run_worker(this, i, handlers_,
+    rt_.run_worker(*this, i, handlers_,
                    [this, i](Handler& handler, const std::stop_token& token) noexcept {
                      return work(i, handler, token);
                    });
@@ -377,6 +378,7 @@ class keyed_pool {
     std::uint64_t since_recycle = 0;
     detail::idle_period idle;
     auto hold = [&](std::uint32_t&& e) noexcept {
+      rt_.went_busy(idle);  // before the key's jobs: they must not count as a free worker
       since_recycle += hold_key(i, handler, c, e, token);
     };
     auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
@@ -385,7 +387,6 @@ class keyed_pool {
       // relaxed: a hint, as in worker_pool; stop_waiting()'s seq_cst load orders the exit.
       if (rt_.phase_hint() == detail::phase_aborting) break;
       if (sched_.run_next(i, hold, after_claim)) {
-        rt_.went_busy(idle);
         if (options_.recycle_after != 0 && since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(options_.recycle_after);
@@ -477,6 +478,8 @@ class keyed_pool {
   }
 
   // ---- the runtime's interface (detail/pool_runtime.hpp) --------------------------------------
+
+  std::size_t waiting_jobs() const noexcept { return sched_.waiting(); }
 
   std::uint64_t accepted_count() const noexcept { return table_.accepted(); }
 

@@ -111,14 +111,14 @@ class worker_pool {
   // started; whatever on_worker_start throws (the threads already started are stopped and
   // joined first).
   explicit worker_pool(Handler handler, options_type options = {})
-      : worker_pool(detail::handler_source<Handler>(std::move(handler)), std::move(options)) {}
+      : worker_pool(std::in_place, std::move(handler), std::move(options)) {}
 
   // As above, with a handler per worker: each worker builds its own, on its own thread, with
   // factory(const crew::worker_info&) before its first job, and destroys it there when it stops
   // (see crew::per_worker). What the factory throws during the constructor is thrown from it.
   template <class Factory>
   explicit worker_pool(per_worker_factory<Factory> factory, options_type options = {})
-      : worker_pool(detail::handler_source<Handler>(std::move(factory)), std::move(options)) {}
+      : worker_pool(std::in_place, std::move(factory), std::move(options)) {}
 
   worker_pool(const worker_pool&) = delete;
   worker_pool& operator=(const worker_pool&) = delete;
@@ -285,8 +285,11 @@ class worker_pool {
   bool is_shut_down() const noexcept { return sched_.closed(); }
 
  private:
-  explicit worker_pool(detail::handler_source<Handler> handlers, options_type options)
-      : handlers_(std::move(handlers)),
+  // The public constructors' common part: `source` is the handler or the per-worker factory
+  // (the handler source is built in place: a handler need not be movable).
+  template <class Source>
+  worker_pool(std::in_place_t, Source&& source, options_type options)
+      : handlers_(std::forward<Source>(source)),
         rt_(detail::checked_options(std::move(options), max_workers)),
         sched_(rt_.options().queue_capacity, rt_.worker_count(), "crew::worker_pool"),
         options_(rt_.options()),
@@ -298,7 +301,7 @@ class worker_pool {
   using push_result = detail::push_result;
   using room_result = detail::room_result;
   template <class>
-  friend class detail::pool_runtime;  // begin_shutdown, collect, accepted_count, worker_main
+  friend class detail::pool_runtime;  // the runtime's interface below, and worker_main
 
   // ---- submit internals ---------------------------------------------------------------------
 
@@ -365,7 +368,7 @@ class worker_pool {
 
   // A thread of slot i: the runtime's start-up and teardown around work().
   void worker_main(std::size_t i) noexcept {
-    rt_.run_worker(this, i, handlers_,
+    rt_.run_worker(*this, i, handlers_,
                    [this, i](Handler& handler, const std::stop_token& token) noexcept {
                      return work(i, handler, token);
                    });
@@ -380,6 +383,7 @@ class worker_pool {
     std::uint64_t since_recycle = 0;
     detail::idle_period idle;
     auto run = [&](envelope&& env) noexcept {
+      rt_.went_busy(idle);  // before the job: a long job must not count as a free worker
       workers.set_state(i, worker_state::running);
       rt_.run(handler, std::move(env), token, c);
       workers.set_state(i, worker_state::idle);
@@ -393,7 +397,6 @@ class worker_pool {
       // closed check below (seq_cst) orders the exit.
       if (rt_.phase_hint() == detail::phase_aborting) break;
       if (sched_.run_next(i, run, after_claim)) {
-        rt_.went_busy(idle);
         if (recycle_after_ != 0 && ++since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(recycle_after_);
@@ -426,6 +429,8 @@ class worker_pool {
   }
 
   // ---- the runtime's interface (detail/pool_runtime.hpp) --------------------------------------
+
+  std::size_t waiting_jobs() const noexcept { return sched_.waiting(); }
 
   std::uint64_t accepted_count() const noexcept { return sched_.ring().pushed_count(); }
 

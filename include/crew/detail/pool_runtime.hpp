@@ -11,6 +11,7 @@
 //   collect(std::vector<Value>&)         hand back every unstarted job (after an abort)
 //   accepted_count()                     jobs accepted so far (acquire)
 //   worker_main(i)                       the body of a thread of slot i (run_worker inside)
+//   waiting_jobs()                       jobs (or keys) waiting for a worker, approximately
 //
 // Phases: running -> draining -> aborting, only ever raised (a compare-exchange loop), so an
 // abort escalates a drain in progress and a drain never undoes an abort.
@@ -117,10 +118,9 @@ class pool_runtime {
   // the constructor rethrows it; later it goes to on_error, the start is abandoned (the slot is
   // vacant again, and the next starts back off), and on_worker_stop runs only if
   // on_worker_start had returned. Worker i only.
-  template <class Handler, class Loop>
-  void run_worker(const void* pool, std::size_t i, handler_source<Handler>& source,
-                  Loop loop) noexcept {
-    current_pool = pool;
+  template <class Pool, class Handler, class Loop>
+  void run_worker(Pool& pool, std::size_t i, handler_source<Handler>& source, Loop loop) noexcept {
+    current_pool = &pool;
     const worker_info info = workers_.info(i);
     const std::stop_token token =
         workers_.first_start(i) ? workers_.adopt_stop_source(i) : workers_.stop_token(i);
@@ -143,7 +143,16 @@ class pool_runtime {
       return;
     }
     start_succeeded();
-    workers_.started(i, nullptr);
+    const bool grown = workers_.kind(i) == start_kind::growth;
+    workers_.started(i, nullptr);  // ends the start in flight: the next one may begin
+    // A burst may have come while this start was in flight (its submits found one in flight):
+    // if more jobs wait than free workers and this one can take, start the next (the ramp). The
+    // flag's seq_cst store before the waiting count's load pairs with a submitter's push before
+    // its failed compare-exchange of the flag: one of the two sees the other.
+    if (grown) {
+      const std::size_t waiting = pool.waiting_jobs();
+      if (waiting > 1) grow_for(pool, waiting - 1);
+    }
     const worker_end end = loop(*handler, token);
     own.reset();  // a per-worker handler dies on its own thread, before the stop hook
     stop_hook(info);

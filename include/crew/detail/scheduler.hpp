@@ -149,6 +149,14 @@ class scheduler {
   // Wakes every worker (shutdown: they re-check the phase). Thread-safe.
   void wake_all() noexcept { parking_.wake_all(); }
 
+  // Jobs waiting to start, approximately: the ring's and the stashes' (relaxed hints, O(workers);
+  // for an elastic pool's growth decisions, which tolerate a stale count). Thread-safe.
+  std::size_t waiting() const noexcept {
+    std::size_t n = ring_.size_approx();
+    for (std::size_t i = 0; i < workers_; ++i) n += stashes_[i].size_approx();
+    return n;
+  }
+
   // Whether any job is waiting anywhere (the ring or a stash). seq_cst loads: a retiring
   // worker's re-check (detail/worker_set.hpp, "Expiry"). Thread-safe.
   bool has_work() const noexcept { return ring_.size_approx() != 0 || !stashes_idle(); }
