@@ -555,7 +555,9 @@ class harness {
       fail("snapshot: active_keys " + std::to_string(s.active_keys) + " > the " +
            std::to_string(c_.keys) + " keys in use");
     }
-    if (s.active_keys > s.capacity + s.workers) fail("snapshot: active_keys > capacity + workers");
+    if (s.active_keys > s.capacity + s.worker_limit) {
+      fail("snapshot: active_keys > capacity + workers");
+    }
     if (s.blocked_producers > static_cast<std::size_t>(c_.producers)) {
       fail("snapshot: blocked_producers " + std::to_string(s.blocked_producers) + " > the " +
            std::to_string(c_.producers) + " producers (a worker waited?)");
