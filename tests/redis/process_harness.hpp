@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +46,8 @@ inline pid_t spawn_worker(const std::vector<std::string>& kv) {
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    const rlimit no_core{0, 0};  // the poison test aborts processes: no core files
+    ::setrlimit(RLIMIT_CORE, &no_core);
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -109,6 +112,21 @@ inline std::set<std::string> done_ids(const run_log& log) {
     if (e.what == 'D') out.insert(e.id);
   }
   return out;
+}
+
+// Whether the group has delivered `last_id` and nothing is pending.
+inline bool all_acknowledged(raw_client& raw, const std::string& stream,
+                             const std::string& last_id) {
+  if (raw.pending(stream, "g") != 0) return false;
+  const auto r = raw.run({"XINFO", "GROUPS", stream});
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 1) return false;
+  const redisReply* g = r->element[0];
+  for (std::size_t i = 0; i + 1 < g->elements; i += 2) {
+    if (crew::redis::text_of(g->element[i]) == "last-delivered-id") {
+      return crew::redis::text_of(g->element[i + 1]) == last_id;
+    }
+  }
+  return false;
 }
 
 }  // namespace crew_test

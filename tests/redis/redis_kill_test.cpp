@@ -88,7 +88,8 @@ void run_kill_seed(int seed) {
 
   std::vector<worker_spec> specs;
   for (int i = 0; i < 3; ++i) {
-    specs.push_back({"c" + std::to_string(i), dir + "/c" + std::to_string(i) + ".log", {"job_us=200"}});
+    specs.push_back(
+        {"c" + std::to_string(i), dir + "/c" + std::to_string(i) + ".log", {"job_us=200"}});
   }
   std::vector<pid_t> pids;
   for (const auto& w : specs) pids.push_back(start(w, stream));
@@ -116,21 +117,8 @@ void run_kill_seed(int seed) {
     pids.push_back(start(again, stream));
   }
 
-  const std::string last_id = ids.back();
   ASSERT_TRUE(crew_test::eventually(
-      [&] {
-        if (raw.pending(stream, "g") != 0) return false;
-        const auto r = raw.run({"XINFO", "GROUPS", stream});
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 1) return false;
-        const redisReply* g = r->element[0];
-        for (std::size_t i = 0; i + 1 < g->elements; i += 2) {
-          if (crew::redis::text_of(g->element[i]) == "last-delivered-id") {
-            return crew::redis::text_of(g->element[i + 1]) == last_id;
-          }
-        }
-        return false;
-      },
-      120s))
+      [&] { return crew_test::all_acknowledged(raw, stream, ids.back()); }, 120s))
       << "not everything was delivered and acknowledged";
   stop_all(pids);
 
@@ -202,5 +190,139 @@ TEST(KillSoak, ManySeeds) {
   const int n = std::atoi(env);
   for (int seed = 100; seed < 100 + n && !HasFailure(); ++seed) run_kill_seed(seed);
 }
+
+// A poison message whose handler aborts its process: the supervisor (this test, as systemd
+// would) restarts the consumer under the same name; after dead_after = 3 deliveries the
+// message is dead-lettered (on its 4th delivery, unrun) and no other message is.
+TEST(PoisonProcess, AbortingHandlerIsDeadLetteredAfterNDeliveries) {
+  const std::string stream = "poison.abort";
+  const std::string dir = crew_test::make_temp_dir("poison");
+  raw_client raw(server());
+  (void)raw.run({"XGROUP", "CREATE", stream, "g", "0", "MKSTREAM"});
+  const auto ids = raw.produce(stream, 2000);
+  std::vector<worker_spec> specs;
+  for (int i = 0; i < 2; ++i) {
+    specs.push_back({"c" + std::to_string(i),
+                     dir + "/c" + std::to_string(i) + ".log",
+                     {"job_us=200", "poison=m777", "poison_mode=abort"}});
+  }
+  std::vector<pid_t> pids;
+  for (const auto& w : specs) pids.push_back(start(w, stream));
+  int aborts = 0;
+  ASSERT_TRUE(crew_test::eventually(
+      [&] {
+        for (std::size_t i = 0; i < pids.size(); ++i) {
+          int status = 0;
+          if (::waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+            if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT) ++aborts;
+            pids[i] = start(specs[i], stream);
+          }
+        }
+        return aborts <= 10 && crew_test::all_acknowledged(raw, stream, ids.back());
+      },
+      60s));
+  stop_all(pids);
+  crew_test::run_log log;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    crew_test::read_log(specs[i].log, static_cast<int>(i), log);
+  }
+  const auto done = crew_test::done_ids(log);
+  int poison_starts = 0;
+  for (const auto& e : log.events) poison_starts += e.what == 'S' && e.id == ids[777] ? 1 : 0;
+  std::size_t missing = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i != 777 && done.count(ids[i]) == 0) ++missing;
+  }
+  const auto dead = raw.range(stream + ":dead");
+  append_figures("poison-abort messages=2000 aborts=" + std::to_string(aborts) + " poison_runs=" +
+                 std::to_string(poison_starts) + " dead_letters=" + std::to_string(dead.size()) +
+                 " missing=" + std::to_string(missing));
+  EXPECT_EQ(aborts, 3);
+  EXPECT_EQ(poison_starts, 3);
+  EXPECT_EQ(missing, 0U);
+  ASSERT_EQ(dead.size(), 1U) << "exactly the poison message is dead-lettered";
+  EXPECT_EQ(*dead[0].find("source_id"), ids[777]);
+  EXPECT_EQ(*dead[0].find("deliveries"), "4");
+  EXPECT_EQ(raw.pending(stream, "g"), 0);
+}
+
+// SIGTERM in each shutdown mode (the worker's `shutdown=` argument): the terminated consumer
+// exits 0, loses nothing, and leaves nothing that waits for min_idle: drain leaves nothing
+// pending; abort and deadline leave only hand-backs (delivery count not raised, idle >=
+// min_idle), which the other consumer takes within one scan.
+class SigtermTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SigtermTest, NothingLostAndNothingLeftWaiting) {
+  const std::string mode = GetParam();
+  const std::string stream = "sigterm." + mode;
+  const std::string dir = crew_test::make_temp_dir("sigterm");
+  raw_client raw(server());
+  (void)raw.run({"XGROUP", "CREATE", stream, "g", "0", "MKSTREAM"});
+  const auto ids = raw.produce(stream, 600);
+  // c0 runs one key at a time with 40 ms jobs: it holds 4 messages, 3 of them unstarted.
+  const worker_spec c0{
+      "c0", dir + "/c0.log", {"job_us=40000", "keys=1", "shutdown=" + mode, "deadline_ms=50"}};
+  const worker_spec c1{"c1", dir + "/c1.log", {"job_us=2000"}};
+  const pid_t p0 = start(c0, stream);
+  ASSERT_TRUE(crew_test::eventually([&] { return crew_test::count_lines(c0.log) >= 6; }));
+  std::vector<pid_t> rest{start(c1, stream)};
+  ::kill(p0, SIGTERM);
+  const int status = crew_test::wait_for_exit(p0, 20s);
+  ASSERT_NE(status, -1);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  const auto left = raw.pending_of(stream, "g", "c0");
+  if (mode == "drain") {
+    EXPECT_TRUE(left.empty()) << left.size() << " entries left pending by a drain";
+  }
+  for (const auto& p : left) {
+    EXPECT_EQ(p.deliveries, 0U) << "a hand-back counted a delivery";
+    EXPECT_GE(p.idle_ms + 20, static_cast<std::uint64_t>(min_idle_ms)) << "not claimable at once";
+  }
+  EXPECT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c0").empty(); },
+                                    std::chrono::milliseconds(claim_interval_ms + 750)))
+      << "the other consumer did not take the hand-backs within one scan";
+  ASSERT_TRUE(crew_test::eventually(
+      [&] { return crew_test::all_acknowledged(raw, stream, ids.back()); }, 60s));
+  stop_all(rest);
+  crew_test::run_log log;
+  crew_test::read_log(c0.log, 0, log);
+  const std::vector<std::string> c0_reports = log.reports;
+  crew_test::read_log(c1.log, 1, log);
+  const auto done = crew_test::done_ids(log);
+  std::map<std::string, int> starts;
+  for (const auto& e : log.events) starts[e.id] += e.what == 'S' ? 1 : 0;
+  std::size_t missing = 0;
+  std::size_t duplicates = 0;
+  for (const auto& id : ids) {
+    missing += done.count(id) == 0 ? 1 : 0;
+    duplicates += starts[id] > 1 ? static_cast<std::size_t>(starts[id] - 1) : 0;
+  }
+  ASSERT_EQ(c0_reports.size(), 1U);
+  append_figures("sigterm mode=" + mode +
+                 " messages=600 left_on_c0=" + std::to_string(left.size()) +
+                 " duplicates=" + std::to_string(duplicates) + " report=\"" + c0_reports[0] + "\"");
+  EXPECT_EQ(missing, 0U);
+  EXPECT_EQ(duplicates, 0U);
+  EXPECT_EQ(raw.integer({"XLEN", stream + ":dead"}), 0);
+  // R <executed> <returned> <still_running> <unacked> <drained>
+  unsigned long long executed = 0;
+  std::size_t returned = 0;
+  std::size_t still_running = 0;
+  std::size_t unacked = 0;
+  int drained = 0;
+  ASSERT_EQ(std::sscanf(c0_reports[0].c_str(), "R %llu %zu %zu %zu %d", &executed, &returned,
+                        &still_running, &unacked, &drained),
+            5);
+  EXPECT_EQ(unacked, 0U);
+  if (mode == "drain") {
+    EXPECT_EQ(returned, 0U);
+    EXPECT_EQ(drained, 1);
+  } else {
+    EXPECT_GT(returned, 0U) << "a consumer holding unstarted messages handed none back";
+    EXPECT_EQ(drained, 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, SigtermTest, ::testing::Values("drain", "abort", "deadline"));
 
 }  // namespace

@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
     }
     const auto until = std::chrono::steady_clock::now() + job;
     while (std::chrono::steady_clock::now() < until && !stop.stop_requested()) {
-      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(job, std::chrono::milliseconds(1)));
+      std::this_thread::sleep_for(
+          std::min<std::chrono::nanoseconds>(job, std::chrono::milliseconds(1)));
     }
     record('D', m.id);
   };
