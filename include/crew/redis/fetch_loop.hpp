@@ -216,11 +216,15 @@ class consumer_core final : public run_sink {
       if (clock::now() >= next_heartbeat_ && !heartbeat()) continue;
       if (fetching_) {
         if (free_workers() > 0 && clock::now() >= next_claim_ && !scan_claims()) continue;
-        if (free_workers() > 0 && recovering_) {
-          recover_one();
-          continue;
-        }
-        if (free_workers() > 0) {
+        if (recovering_) {
+          // One at a time, literally: the next own entry is recovered only once the previous
+          // one finished, and nothing new is read meanwhile. A recovered poison message that
+          // kills the process again then takes no innocent entry's delivery count with it.
+          if (free_workers() > 0 && !in_flight_.contains(recovered_id_)) {
+            recover_one();
+            continue;
+          }
+        } else if (free_workers() > 0) {
           read_new();
           continue;
         }
@@ -431,7 +435,10 @@ class consumer_core final : public run_sink {
       scripts::parse_claim_own(c.get(), got);
       if (got.empty()) counters_.add(counters_.deleted);  // deleted (acked by the script)
       counters_.add(counters_.recovered, got.size());
-      for (message& m : got) submit(std::move(m));
+      for (message& m : got) {
+        recovered_id_ = m.id;
+        submit(std::move(m));
+      }
       return;  // one at a time
     }
   }
@@ -483,6 +490,7 @@ class consumer_core final : public run_sink {
   std::vector<std::pair<std::string, std::uint64_t>> returns_;  // id, RETRYCOUNT
   bool recovering_ = true;
   std::string cursor_ = "-";
+  std::string recovered_id_;  // the own entry recovery submitted last
   std::string last_error_;
   const std::chrono::milliseconds claim_every_;
   const std::chrono::milliseconds heartbeat_every_;
