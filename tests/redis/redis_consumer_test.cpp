@@ -362,6 +362,117 @@ TEST(RedisConsumer, KeyedAdaptorKeepsPerKeyOrder) {
   EXPECT_EQ(raw.pending(stream, "g"), 0);
 }
 
+// One key, 4 workers: the consumer holds 4 messages, runs one, 3 wait unstarted in the pool.
+using one_key_consumer =
+    consumer<crew::redis::keyed_pool_adaptor<int, decltype([](const message&) { return 0; })>>;
+
+void slow(std::stop_token stop, std::chrono::milliseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until && !stop.stop_requested()) {
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+// Runs the rest with a second consumer; returns each id's run count across both.
+void finish_with_second_consumer(const std::string& stream, recorder& rec, std::size_t total) {
+  consumer<> c2(options_for(stream, "c2"), [&](message& m) { rec.add(m); }, {.workers = 4});
+  ASSERT_TRUE(crew_test::eventually([&] { return rec.distinct() >= total; }));
+  (void)c2.shutdown();
+}
+
+TEST(RedisShutdown, DrainFinishesAndAcknowledgesWhatItFetched) {
+  const std::string stream = unique_stream();
+  crew_test::raw_client raw(server());
+  raw.produce(stream, 100);
+  recorder rec;
+  one_key_consumer c(options_for(stream),
+                     [&](message& m, std::stop_token st) {
+                       slow(st, 5ms);
+                       rec.add(m);
+                     },
+                     {.workers = 4});
+  ASSERT_TRUE(crew_test::eventually([&] { return rec.total() >= 5; }));
+  const auto report = c.shutdown();
+  EXPECT_TRUE(report.drained);
+  EXPECT_EQ(report.returned, 0U);
+  EXPECT_EQ(report.unacknowledged, 0U);
+  EXPECT_TRUE(raw.pending_of(stream, "g", "c1").empty());
+  EXPECT_EQ(c.shutdown().returned, 0U);  // idempotent
+  finish_with_second_consumer(stream, rec, 100);
+  EXPECT_EQ(rec.total(), 100U) << "a drained message ran twice";
+  EXPECT_EQ(raw.pending(stream, "g"), 0);
+}
+
+TEST(RedisShutdown, AbortHandsUnstartedMessagesBackWithoutCountingADelivery) {
+  const std::string stream = unique_stream();
+  crew_test::raw_client raw(server());
+  raw.produce(stream, 20);
+  recorder rec;
+  one_key_consumer c(options_for(stream),
+                     [&](message& m, std::stop_token st) {
+                       slow(st, 200ms);
+                       rec.add(m);
+                     },
+                     {.workers = 4});
+  ASSERT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; }));
+  const auto report = c.shutdown(crew::shutdown_mode::abort);
+  EXPECT_FALSE(report.drained);
+  EXPECT_EQ(report.returned, 3U);
+  EXPECT_EQ(c.stats().returned, 3U);
+  const auto left = raw.pending_of(stream, "g", "c1");
+  ASSERT_EQ(left.size(), 3U);
+  for (const auto& p : left) {
+    EXPECT_EQ(p.deliveries, 0U);
+    EXPECT_GE(p.idle_ms, 490U) << "claimable at once";
+  }
+  finish_with_second_consumer(stream, rec, 20);
+  for (const auto& [id, v] : rec.runs) EXPECT_EQ(v, (std::vector<std::uint64_t>{1})) << id;
+  EXPECT_EQ(raw.pending(stream, "g"), 0);
+}
+
+TEST(RedisShutdown, DeadlineDrainsThenAborts) {
+  const std::string stream = unique_stream();
+  crew_test::raw_client raw(server());
+  raw.produce(stream, 20);
+  recorder rec;
+  one_key_consumer c(options_for(stream),
+                     [&](message& m, std::stop_token st) {
+                       slow(st, 60ms);
+                       rec.add(m);
+                     },
+                     {.workers = 4});
+  ASSERT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; }));
+  const auto report = c.shutdown_for(90ms);
+  EXPECT_FALSE(report.drained);
+  EXPECT_GE(report.returned, 1U);
+  EXPECT_LE(report.returned, 3U);
+  finish_with_second_consumer(stream, rec, 20);
+  EXPECT_EQ(raw.pending(stream, "g"), 0);
+  EXPECT_EQ(raw.integer({"XLEN", stream + ":dead"}), 0);
+}
+
+TEST(RedisShutdown, AbortDuringADrainEscalates) {
+  const std::string stream = unique_stream();
+  crew_test::raw_client raw(server());
+  raw.produce(stream, 20);
+  recorder rec;
+  one_key_consumer c(options_for(stream),
+                     [&](message& m, std::stop_token st) {
+                       slow(st, 300ms);
+                       rec.add(m);
+                     },
+                     {.workers = 4});
+  ASSERT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; }));
+  std::thread drainer([&] { (void)c.shutdown(); });
+  std::this_thread::sleep_for(50ms);
+  const auto start = std::chrono::steady_clock::now();
+  (void)c.shutdown(crew::shutdown_mode::abort);
+  drainer.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  finish_with_second_consumer(stream, rec, 20);
+  EXPECT_EQ(raw.pending(stream, "g"), 0);
+}
+
 TEST(RedisStats, PrometheusExposition) {
   crew::redis::consumer_stats s;
   s.acknowledged = 7;
