@@ -24,10 +24,7 @@ using crew::redis::consumer;
 using crew::redis::consumer_options;
 using crew::redis::message;
 
-crew_test::redis_server& server() {
-  static crew_test::redis_server s;
-  return s;
-}
+using crew_test::server;
 
 consumer_options options_for(const crew_test::redis_server& s, const std::string& stream) {
   consumer_options o;
@@ -43,21 +40,7 @@ consumer_options options_for(const crew_test::redis_server& s, const std::string
   return o;
 }
 
-struct counts {
-  std::mutex mu;
-  std::map<std::string, std::vector<std::uint64_t>> runs;
-  void add(const message& m) {
-    const std::lock_guard lock(mu);
-    runs[m.id].push_back(m.deliveries);
-  }
-  bool ran_all(const std::vector<std::string>& ids) {
-    const std::lock_guard lock(mu);
-    for (const auto& id : ids) {
-      if (runs.count(id) == 0) return false;
-    }
-    return true;
-  }
-};
+using counts = crew_test::recorder;
 
 TEST(RedisConnection, SocketTimeoutIsSetAgainAfterEveryReconnect) {
   crew::redis::connection_options o = server().connection_options();

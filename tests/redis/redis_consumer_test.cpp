@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -25,10 +26,7 @@ using crew::redis::consumer;
 using crew::redis::consumer_options;
 using crew::redis::message;
 
-crew_test::redis_server& server() {
-  static crew_test::redis_server s;
-  return s;
-}
+using crew_test::server;
 
 std::string unique_stream() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -49,25 +47,7 @@ consumer_options options_for(const std::string& stream, const std::string& name 
   return o;
 }
 
-// Records every execution: id -> delivery counts seen.
-struct recorder {
-  std::mutex mu;
-  std::map<std::string, std::vector<std::uint64_t>> runs;
-  void add(const message& m) {
-    const std::lock_guard lock(mu);
-    runs[m.id].push_back(m.deliveries);
-  }
-  std::size_t distinct() {
-    const std::lock_guard lock(mu);
-    return runs.size();
-  }
-  std::size_t total() {
-    const std::lock_guard lock(mu);
-    std::size_t n = 0;
-    for (const auto& [id, v] : runs) n += v.size();
-    return n;
-  }
-};
+using crew_test::recorder;
 
 void create_group(crew_test::raw_client& raw, const std::string& stream) {
   (void)raw.run({"XGROUP", "CREATE", stream, "g", "0", "MKSTREAM"});
@@ -380,97 +360,85 @@ void finish_with_second_consumer(const std::string& stream, recorder& rec, std::
   (void)c2.shutdown();
 }
 
-TEST(RedisShutdown, DrainFinishesAndAcknowledgesWhatItFetched) {
-  const std::string stream = unique_stream();
-  crew_test::raw_client raw(server());
-  raw.produce(stream, 100);
+// A one-key consumer "c1" over `messages` entries whose jobs take `job` (or stop early).
+struct one_key_run {
+  std::string stream = unique_stream();
+  crew_test::raw_client raw{server()};
   recorder rec;
-  one_key_consumer c(options_for(stream),
-                     [&](message& m, std::stop_token st) {
-                       slow(st, 5ms);
-                       rec.add(m);
-                     },
-                     {.workers = 4});
-  ASSERT_TRUE(crew_test::eventually([&] { return rec.total() >= 5; }));
-  const auto report = c.shutdown();
+  std::unique_ptr<one_key_consumer> c;
+
+  one_key_run(std::size_t messages, std::chrono::milliseconds job) {
+    raw.produce(stream, messages);
+    c = std::make_unique<one_key_consumer>(
+        options_for(stream),
+        [this, job](message& m, std::stop_token st) {
+          slow(st, job);
+          rec.add(m);
+        },
+        crew::pool_options<message>{.workers = 4});
+  }
+  // c1 holds 4 entries: one running, three unstarted.
+  bool holds_four() {
+    return crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; });
+  }
+  // A second consumer runs the rest; nothing may stay pending.
+  void finish(std::size_t total) {
+    finish_with_second_consumer(stream, rec, total);
+    EXPECT_EQ(raw.pending(stream, "g"), 0);
+    EXPECT_EQ(raw.integer({"XLEN", stream + ":dead"}), 0);
+  }
+};
+
+TEST(RedisShutdown, DrainFinishesAndAcknowledgesWhatItFetched) {
+  one_key_run run(100, 5ms);
+  ASSERT_TRUE(crew_test::eventually([&] { return run.rec.total() >= 5; }));
+  const auto report = run.c->shutdown();
   EXPECT_TRUE(report.drained);
   EXPECT_EQ(report.returned, 0U);
   EXPECT_EQ(report.unacknowledged, 0U);
-  EXPECT_TRUE(raw.pending_of(stream, "g", "c1").empty());
-  EXPECT_EQ(c.shutdown().returned, 0U);  // idempotent
-  finish_with_second_consumer(stream, rec, 100);
-  EXPECT_EQ(rec.total(), 100U) << "a drained message ran twice";
-  EXPECT_EQ(raw.pending(stream, "g"), 0);
+  EXPECT_TRUE(run.raw.pending_of(run.stream, "g", "c1").empty());
+  EXPECT_EQ(run.c->shutdown().returned, 0U);  // idempotent
+  run.finish(100);
+  EXPECT_EQ(run.rec.total(), 100U) << "a drained message ran twice";
 }
 
 TEST(RedisShutdown, AbortHandsUnstartedMessagesBackWithoutCountingADelivery) {
-  const std::string stream = unique_stream();
-  crew_test::raw_client raw(server());
-  raw.produce(stream, 20);
-  recorder rec;
-  one_key_consumer c(options_for(stream),
-                     [&](message& m, std::stop_token st) {
-                       slow(st, 200ms);
-                       rec.add(m);
-                     },
-                     {.workers = 4});
-  ASSERT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; }));
-  const auto report = c.shutdown(crew::shutdown_mode::abort);
+  one_key_run run(20, 200ms);
+  ASSERT_TRUE(run.holds_four());
+  const auto report = run.c->shutdown(crew::shutdown_mode::abort);
   EXPECT_FALSE(report.drained);
   EXPECT_EQ(report.returned, 3U);
-  EXPECT_EQ(c.stats().returned, 3U);
-  const auto left = raw.pending_of(stream, "g", "c1");
+  EXPECT_EQ(run.c->stats().returned, 3U);
+  const auto left = run.raw.pending_of(run.stream, "g", "c1");
   ASSERT_EQ(left.size(), 3U);
   for (const auto& p : left) {
     EXPECT_EQ(p.deliveries, 0U);
     EXPECT_GE(p.idle_ms, 490U) << "claimable at once";
   }
-  finish_with_second_consumer(stream, rec, 20);
-  for (const auto& [id, v] : rec.runs) EXPECT_EQ(v, (std::vector<std::uint64_t>{1})) << id;
-  EXPECT_EQ(raw.pending(stream, "g"), 0);
+  run.finish(20);
+  for (const auto& [id, v] : run.rec.runs) EXPECT_EQ(v, (std::vector<std::uint64_t>{1})) << id;
 }
 
 TEST(RedisShutdown, DeadlineDrainsThenAborts) {
-  const std::string stream = unique_stream();
-  crew_test::raw_client raw(server());
-  raw.produce(stream, 20);
-  recorder rec;
-  one_key_consumer c(options_for(stream),
-                     [&](message& m, std::stop_token st) {
-                       slow(st, 60ms);
-                       rec.add(m);
-                     },
-                     {.workers = 4});
-  ASSERT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; }));
-  const auto report = c.shutdown_for(90ms);
+  one_key_run run(20, 60ms);
+  ASSERT_TRUE(run.holds_four());
+  const auto report = run.c->shutdown_for(90ms);
   EXPECT_FALSE(report.drained);
   EXPECT_GE(report.returned, 1U);
   EXPECT_LE(report.returned, 3U);
-  finish_with_second_consumer(stream, rec, 20);
-  EXPECT_EQ(raw.pending(stream, "g"), 0);
-  EXPECT_EQ(raw.integer({"XLEN", stream + ":dead"}), 0);
+  run.finish(20);
 }
 
 TEST(RedisShutdown, AbortDuringADrainEscalates) {
-  const std::string stream = unique_stream();
-  crew_test::raw_client raw(server());
-  raw.produce(stream, 20);
-  recorder rec;
-  one_key_consumer c(options_for(stream),
-                     [&](message& m, std::stop_token st) {
-                       slow(st, 300ms);
-                       rec.add(m);
-                     },
-                     {.workers = 4});
-  ASSERT_TRUE(crew_test::eventually([&] { return raw.pending_of(stream, "g", "c1").size() == 4; }));
-  std::thread drainer([&] { (void)c.shutdown(); });
+  one_key_run run(20, 300ms);
+  ASSERT_TRUE(run.holds_four());
+  std::thread drainer([&] { (void)run.c->shutdown(); });
   std::this_thread::sleep_for(50ms);
   const auto start = std::chrono::steady_clock::now();
-  (void)c.shutdown(crew::shutdown_mode::abort);
+  (void)run.c->shutdown(crew::shutdown_mode::abort);
   drainer.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
-  finish_with_second_consumer(stream, rec, 20);
-  EXPECT_EQ(raw.pending(stream, "g"), 0);
+  run.finish(20);
 }
 
 TEST(RedisStats, PrometheusExposition) {

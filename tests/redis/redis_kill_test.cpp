@@ -31,10 +31,7 @@ using crew_test::redis_server;
 constexpr int min_idle_ms = 500;
 constexpr int claim_interval_ms = min_idle_ms / 2;
 
-redis_server& server() {
-  static redis_server s;
-  return s;
-}
+using crew_test::server;
 
 struct worker_spec {
   std::string name;

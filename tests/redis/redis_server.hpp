@@ -12,9 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -122,6 +125,12 @@ class redis_server {
   pid_t pid_ = -1;
 };
 
+// The test binary's server, started on first use, stopped at exit.
+inline redis_server& server() {
+  static redis_server s;
+  return s;
+}
+
 // A client for the test's own commands. Throws on an I/O error (a test needs its answers).
 class raw_client {
  public:
@@ -181,6 +190,30 @@ class raw_client {
 
  private:
   crew::redis::connection conn_;
+};
+
+// Records every execution of a handler: id -> the delivery counts it ran with.
+struct recorder {
+  std::mutex mu;
+  std::map<std::string, std::vector<std::uint64_t>> runs;
+  void add(const crew::redis::message& m) {
+    const std::lock_guard lock(mu);
+    runs[m.id].push_back(m.deliveries);
+  }
+  std::size_t distinct() {
+    const std::lock_guard lock(mu);
+    return runs.size();
+  }
+  std::size_t total() {
+    const std::lock_guard lock(mu);
+    std::size_t n = 0;
+    for (const auto& [id, v] : runs) n += v.size();
+    return n;
+  }
+  bool ran_all(const std::vector<std::string>& ids) {
+    const std::lock_guard lock(mu);
+    return std::ranges::all_of(ids, [&](const std::string& id) { return runs.count(id) != 0; });
+  }
 };
 
 // Polls `pred` every 10 ms until it holds or `timeout` passes.

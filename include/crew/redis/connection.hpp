@@ -127,10 +127,10 @@ class connection {
     std::unique_ptr<redisContext, detail::context_deleter> ctx{redisConnectWithTimeout(
         options_.host.c_str(), options_.port, detail::to_timeval(options_.connect_timeout))};
     if (ctx == nullptr) return fail("cannot allocate a hiredis context");
-    if (ctx->err != 0) return fail(ctx->errstr);
+    if (ctx->err != 0) return fail(static_cast<const char*>(ctx->errstr));
     // (hiredis#986) set on every new socket: a reconnect never inherits it.
     if (redisSetTimeout(ctx.get(), detail::to_timeval(options_.socket_timeout)) != REDIS_OK) {
-      return fail(ctx->errstr);
+      return fail(static_cast<const char*>(ctx->errstr));
     }
     ctx_ = std::move(ctx);
     if (!options_.client_name.empty()) {
@@ -209,7 +209,8 @@ class connection {
     return false;
   }
   void io_failure() {
-    last_error_ = ctx_ != nullptr && ctx_->err != 0 ? ctx_->errstr : "I/O error";
+    last_error_ =
+        ctx_ != nullptr && ctx_->err != 0 ? static_cast<const char*>(ctx_->errstr) : "I/O error";
     ++io_errors_;
     ctx_.reset();
   }

@@ -79,7 +79,7 @@ message_handler to_message_handler(F&& f) {
     static_assert(std::is_invocable_v<fn&, message&>,
                   "crew::redis::consumer: the handler must be callable as h(message&) or "
                   "h(message&, std::stop_token) (const message& works too).");
-    return [g = fn(std::forward<F>(f))](message& m, std::stop_token) mutable { g(m); };
+    return [g = fn(std::forward<F>(f))](message& m, const std::stop_token&) mutable { g(m); };
   }
 }
 }  // namespace detail

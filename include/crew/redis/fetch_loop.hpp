@@ -83,7 +83,7 @@ class consumer_core final : public run_sink {
   consumer_core& operator=(const consumer_core&) = delete;
   consumer_core(consumer_core&&) = delete;
   consumer_core& operator=(consumer_core&&) = delete;
-  ~consumer_core() { join(); }
+  ~consumer_core() override { join(); }
 
   const consumer_options& options() const noexcept { return opts_; }
 
@@ -97,7 +97,7 @@ class consumer_core final : public run_sink {
   // Worker threads: run one message and record its outcome. noexcept: an outcome that cannot
   // be recorded (out of memory) terminates rather than losing the ack silently.
   void run(message&& m, std::stop_token stop) noexcept override {
-    counters_.add(counters_.executed);
+    bump(counters_.executed);
     outcome o;
     o.msg.id = m.id;
     o.msg.deliveries = m.deliveries;
@@ -111,7 +111,7 @@ class consumer_core final : public run_sink {
       o.error = "unknown exception";
     }
     if (o.what == outcome::kind::failed) {
-      counters_.add(counters_.failed);
+      bump(counters_.failed);
       o.msg.fields = std::move(m.fields);
     }
     push(std::move(o));
@@ -315,7 +315,7 @@ class consumer_core final : public run_sink {
     return true;
   }
   void acked(const redisReply* r, std::size_t n) {
-    if (!is_error(r)) counters_.add(counters_.acknowledged, detail::to_u64(r));
+    if (!is_error(r)) bump(counters_.acknowledged, detail::to_u64(r));
     acks_.erase(acks_.begin(), acks_.begin() + static_cast<std::ptrdiff_t>(n));
   }
 
@@ -328,7 +328,7 @@ class consumer_core final : public run_sink {
       if (is_error(r.get())) {
         last_error_ = text_of(r.get());  // left pending: a later claim dead-letters it again
       } else {
-        counters_.add(counters_.dead_lettered);
+        bump(counters_.dead_lettered);
       }
       dead_.pop_back();
     }
@@ -345,7 +345,7 @@ class consumer_core final : public run_sink {
                       "JUSTID"});
     }
     if (conn_.pipeline(cmds).empty()) return false;
-    counters_.add(counters_.returned, returns_.size());
+    bump(counters_.returned, returns_.size());
     returns_.clear();
     return true;
   }
@@ -360,8 +360,8 @@ class consumer_core final : public run_sink {
         conn_.run(scripts::claim_own(opts_.stream, opts_.group, opts_.consumer, true, ids));
     if (r == nullptr) return false;
     if (r->type == REDIS_REPLY_ARRAY) {
-      counters_.add(counters_.heartbeats, r->elements);
-      counters_.add(counters_.lost_claims, ids.size() - std::min(ids.size(), r->elements));
+      bump(counters_.heartbeats, r->elements);
+      bump(counters_.lost_claims, ids.size() - std::min(ids.size(), r->elements));
     }
     return true;
   }
@@ -393,6 +393,7 @@ class consumer_core final : public run_sink {
     }
     if (stale.empty()) return true;
     std::vector<command> cmds;
+    cmds.reserve(stale.size());
     for (const pending_entry& p : stale) {
       cmds.push_back({"XCLAIM", opts_.stream, opts_.group, opts_.consumer,
                       std::to_string(opts_.min_idle.count()), p.id});
@@ -404,7 +405,7 @@ class consumer_core final : public run_sink {
     for (std::size_t i = 0; i < replies.size(); ++i) {
       parse_entries(replies[i].get(), stale[i].deliveries + 1, claimed, deleted);
     }
-    counters_.add(counters_.reclaimed, claimed.size());
+    bump(counters_.reclaimed, claimed.size());
     take_deleted(deleted);
     for (message& m : claimed) submit(std::move(m));
     return true;
@@ -433,8 +434,8 @@ class consumer_core final : public run_sink {
       if (c == nullptr) return;
       std::vector<message> got;
       scripts::parse_claim_own(c.get(), got);
-      if (got.empty()) counters_.add(counters_.deleted);  // deleted (acked by the script)
-      counters_.add(counters_.recovered, got.size());
+      if (got.empty()) bump(counters_.deleted);  // deleted (acked by the script)
+      bump(counters_.recovered, got.size());
       for (message& m : got) {
         recovered_id_ = m.id;
         submit(std::move(m));
@@ -465,14 +466,14 @@ class consumer_core final : public run_sink {
     std::vector<message> got;
     std::vector<std::string> deleted;
     parse_read(read, 1, got, deleted);
-    counters_.add(counters_.fetched, got.size());
+    bump(counters_.fetched, got.size());
     take_deleted(deleted);
     for (message& m : got) submit(std::move(m));
   }
 
   // Deleted (XDEL) entries still pending: nothing to run; acknowledge them.
   void take_deleted(std::vector<std::string>& deleted) {
-    counters_.add(counters_.deleted, deleted.size());
+    bump(counters_.deleted, deleted.size());
     for (std::string& id : deleted) acks_.push_back(std::move(id));
   }
 

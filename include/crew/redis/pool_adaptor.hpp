@@ -48,6 +48,7 @@ namespace detail {
 class run_sink {
  public:
   virtual void run(message&& m, std::stop_token stop) noexcept = 0;
+  virtual ~run_sink() = default;
 
  protected:
   run_sink() = default;
@@ -55,7 +56,6 @@ class run_sink {
   run_sink(run_sink&&) = default;
   run_sink& operator=(const run_sink&) = default;
   run_sink& operator=(run_sink&&) = default;
-  ~run_sink() = default;
 };
 }  // namespace detail
 
@@ -95,7 +95,7 @@ inline pool_options<message> sized_for_workers(pool_options<message> o) {
   return o;
 }
 template <class Report, class Take>
-adaptor_report to_adaptor_report(Report&& r, Take take) {
+adaptor_report to_adaptor_report(Report r, Take take) {
   adaptor_report out;
   out.handed_back.reserve(r.handed_back.size());
   for (auto& job : r.handed_back) out.handed_back.push_back(take(std::move(job)));
@@ -105,30 +105,51 @@ adaptor_report to_adaptor_report(Report&& r, Take take) {
 }
 }  // namespace detail
 
+namespace detail {
+// What both adaptors forward unchanged to their pool; `Take` turns a handed-back job into the
+// message (the pair's second for a keyed pool).
+template <class Pool, class Take>
+class pool_forwarder {
+ public:
+  adaptor_report shutdown(shutdown_mode mode) {
+    return to_adaptor_report(pool_.shutdown(mode), Take{});
+  }
+  adaptor_report shutdown_until(std::chrono::steady_clock::time_point t) {
+    return to_adaptor_report(pool_.shutdown_until(t), Take{});
+  }
+  std::size_t workers() const noexcept { return pool_.workers(); }
+  pool_stats stats() const { return pool_.stats(); }
+  Pool& pool() noexcept { return pool_; }
+
+ protected:
+  pool_forwarder(message_runner run, pool_options<message> options)
+      : pool_(run, sized_for_workers(std::move(options))) {}
+
+ private:
+  Pool pool_;
+};
+
+struct take_message {
+  message operator()(message&& m) const noexcept { return std::move(m); }
+};
+template <class Key>
+struct take_second {
+  message operator()(std::pair<Key, message>&& p) const noexcept { return std::move(p.second); }
+};
+}  // namespace detail
+
 // A crew::worker_pool<message>. Thread-safety: as worker_pool's members (all but construction
 // and destruction are thread-safe).
-class worker_pool_adaptor {
+class worker_pool_adaptor
+    : public detail::pool_forwarder<worker_pool<message, message_runner>, detail::take_message> {
  public:
   using pool_type = worker_pool<message, message_runner>;
 
   // Throws what worker_pool's constructor throws (std::invalid_argument for bad options).
   worker_pool_adaptor(message_runner run, pool_options<message> options)
-      : pool_(run, detail::sized_for_workers(std::move(options))) {}
+      : pool_forwarder(run, std::move(options)) {}
 
-  submit_status try_submit(message&& m) noexcept { return pool_.try_submit(std::move(m)); }
-  adaptor_report shutdown(shutdown_mode mode) { return report(pool_.shutdown(mode)); }
-  adaptor_report shutdown_until(std::chrono::steady_clock::time_point t) {
-    return report(pool_.shutdown_until(t));
-  }
-  std::size_t workers() const noexcept { return pool_.workers(); }
-  pool_stats stats() const { return pool_.stats(); }
-  pool_type& pool() noexcept { return pool_; }
-
- private:
-  static adaptor_report report(shutdown_report<message>&& r) {
-    return detail::to_adaptor_report(r, [](message&& m) { return std::move(m); });
-  }
-  pool_type pool_;
+  submit_status try_submit(message&& m) noexcept { return pool().try_submit(std::move(m)); }
 };
 
 // A crew::keyed_pool<Key, message>: messages whose key_of(message) compare equal run one at a
@@ -136,31 +157,23 @@ class worker_pool_adaptor {
 // across processes, Redis gives no order). KeyOf: Key(const message&), must not throw.
 // Thread-safety: as keyed_pool's members.
 template <class Key, class KeyOf>
-class keyed_pool_adaptor {
+class keyed_pool_adaptor : public detail::pool_forwarder<keyed_pool<Key, message, message_runner>,
+                                                         detail::take_second<Key>> {
+  using base =
+      detail::pool_forwarder<keyed_pool<Key, message, message_runner>, detail::take_second<Key>>;
+
  public:
   using pool_type = keyed_pool<Key, message, message_runner>;
 
   keyed_pool_adaptor(message_runner run, pool_options<message> options, KeyOf key_of = {})
-      : pool_(run, detail::sized_for_workers(std::move(options))), key_of_(std::move(key_of)) {}
+      : base(run, std::move(options)), key_of_(std::move(key_of)) {}
 
   submit_status try_submit(message&& m) {
     const Key key = key_of_(static_cast<const message&>(m));
-    return pool_.try_submit(key, std::move(m));
+    return this->pool().try_submit(key, std::move(m));
   }
-  adaptor_report shutdown(shutdown_mode mode) { return report(pool_.shutdown(mode)); }
-  adaptor_report shutdown_until(std::chrono::steady_clock::time_point t) {
-    return report(pool_.shutdown_until(t));
-  }
-  std::size_t workers() const noexcept { return pool_.workers(); }
-  pool_stats stats() const { return pool_.stats(); }
-  pool_type& pool() noexcept { return pool_; }
 
  private:
-  static adaptor_report report(shutdown_report<std::pair<Key, message>>&& r) {
-    return detail::to_adaptor_report(
-        r, [](std::pair<Key, message>&& p) { return std::move(p.second); });
-  }
-  pool_type pool_;
   KeyOf key_of_;
 };
 

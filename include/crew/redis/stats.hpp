@@ -37,15 +37,15 @@ struct consumer_stats {
 
 namespace detail {
 
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.fetch_add(n, std::memory_order_relaxed);  // relaxed: see the file comment
+}
+
 struct consumer_counters {
   // Relaxed throughout: see the file comment.
   std::atomic<std::uint64_t> fetched{0}, reclaimed{0}, recovered{0}, executed{0}, failed{0},
       acknowledged{0}, dead_lettered{0}, returned{0}, deleted{0}, heartbeats{0}, lost_claims{0},
       reconnects{0}, io_errors{0}, in_flight{0};
-
-  static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-    c.fetch_add(n, std::memory_order_relaxed);
-  }
 
   consumer_stats snapshot() const noexcept {
     const auto get = [](const std::atomic<std::uint64_t>& c) {
