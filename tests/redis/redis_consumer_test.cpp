@@ -92,6 +92,20 @@ TEST(RedisOptions, BadOptionsThrowNamingTheOption) {
                std::invalid_argument);
 }
 
+TEST(RedisConsumer, StreamKeyOfTheWrongTypeIsAClearErrorNotAHang) {
+  const std::string stream = unique_stream();
+  crew_test::raw_client raw(server());
+  (void)raw.run({"SET", stream, "not a stream"});
+  consumer<> c(options_for(stream), [](message&) {}, {.workers = 2});
+  EXPECT_TRUE(crew_test::eventually([&] { return c.last_error().find("WRONGTYPE") == 0; }, 5s))
+      << c.last_error();
+  const auto start = std::chrono::steady_clock::now();
+  const auto report = c.shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_TRUE(report.drained);
+  EXPECT_EQ(c.stats().fetched, 0U);
+}
+
 TEST(RedisConsumer, RunsEachMessageOnceAndAcknowledgesIt) {
   const std::string stream = unique_stream();
   crew_test::raw_client raw(server());

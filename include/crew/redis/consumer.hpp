@@ -53,6 +53,7 @@
 #include <memory>
 #include <optional>
 #include <stop_token>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -147,6 +148,9 @@ class consumer {
 
   // Thread-safe snapshots.
   consumer_stats stats() const noexcept { return core_->stats(); }
+  // The last error reply (e.g. WRONGTYPE: the stream key holds something else) or connection
+  // error, for logs and health checks; empty if none yet. Thread-safe.
+  std::string last_error() const { return core_->last_error(); }
   crew::pool_stats pool_stats() const { return adaptor_->stats(); }
   const consumer_options& options() const noexcept { return core_->options(); }
   std::size_t workers() const noexcept { return adaptor_->workers(); }

@@ -40,6 +40,7 @@
 #include <mutex>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -158,6 +159,12 @@ class consumer_core final : public run_sink {
 
   consumer_stats stats() const noexcept { return counters_.snapshot(); }
 
+  // Any thread: the last error reply or connection error, empty if none yet.
+  std::string last_error() const {
+    const std::lock_guard lock(mu_);
+    return last_error_;
+  }
+
  private:
   void push(outcome&& o) {
     {
@@ -209,33 +216,48 @@ class consumer_core final : public run_sink {
 
   void main() {
     while (true) {
-      collect();
-      if (finished()) break;
-      if (!conn_.connected() && !reconnect()) continue;
-      if (!send_dead_letters() || !send_returns()) continue;
-      if (clock::now() >= next_heartbeat_ && !heartbeat()) continue;
-      if (fetching_) {
-        if (free_workers() > 0 && clock::now() >= next_claim_ && !scan_claims()) continue;
-        if (recovering_) {
-          // One at a time, literally: the next own entry is recovered only once the previous
-          // one finished, and nothing new is read meanwhile. A recovered poison message that
-          // kills the process again then takes no innocent entry's delivery count with it.
-          if (free_workers() > 0 && !in_flight_.contains(recovered_id_)) {
-            recover_one();
-            continue;
-          }
-        } else if (free_workers() > 0) {
-          read_new();
-          continue;
-        }
+      try {
+        if (!iterate()) break;
+      } catch (const std::exception& e) {
+        // Out of memory or a malformed reply that escaped a parser: nothing here is lost
+        // (unsent outcomes stay queued, fetched entries stay pending); start over on a fresh
+        // connection after a pause.
+        set_last_error(std::string("fetch loop: ") + e.what());
+        conn_.disconnect();
+        std::this_thread::sleep_for(opts_.block);
       }
-      if (!send_acks()) continue;
-      sleep_until_work();
     }
     const std::lock_guard lock(mu_);
     exited_ = true;
     unsent_at_exit_ = unsent() + in_flight_.size();
     quiet_cv_.notify_all();
+  }
+
+  // One iteration of the loop described at the top of this file; false: time to exit.
+  bool iterate() {
+    collect();
+    if (finished()) return false;
+    if (!conn_.connected() && !reconnect()) return true;
+    if (!send_dead_letters() || !send_returns()) return true;
+    if (clock::now() >= next_heartbeat_ && !heartbeat()) return true;
+    if (fetching_) {
+      if (free_workers() > 0 && clock::now() >= next_claim_ && !scan_claims()) return true;
+      if (recovering_) {
+        // One at a time, literally: the next own entry is recovered only once the previous
+        // one finished, and nothing new is read meanwhile. A recovered poison message that
+        // kills the process again then takes no innocent entry's delivery count with it.
+        if (free_workers() > 0 && !in_flight_.contains(recovered_id_)) {
+          recover_one();
+          return true;
+        }
+      } else if (free_workers() > 0) {
+        read_new();
+        return true;
+      }
+    }
+    if (!send_acks()) return true;
+    sleep_until_work();
+    return true;
   }
 
   void sleep_until_work() {
@@ -250,6 +272,11 @@ class consumer_core final : public run_sink {
                    [&] { return !outcomes_.empty() || (finishing_ && in_flight_.empty()); });
   }
 
+  void set_last_error(std::string_view what) {
+    const std::lock_guard lock(mu_);
+    last_error_.assign(what);
+  }
+
   void sync_connection_counters() {
     counters_.reconnects.store(conn_.reconnects(), std::memory_order_relaxed);
     counters_.io_errors.store(conn_.io_errors(), std::memory_order_relaxed);
@@ -260,6 +287,7 @@ class consumer_core final : public run_sink {
       return finishing_ && ((in_flight_.empty() && unsent() == 0) || clock::now() >= give_up_at_);
     });
     sync_connection_counters();
+    if (!conn_.last_error().empty()) set_last_error(conn_.last_error());
     if (!ok) return false;
     ensure_group();
     recovering_ = true;  // a lost reply may have delivered entries nobody runs: find them
@@ -271,7 +299,7 @@ class consumer_core final : public run_sink {
     const reply_ptr r = conn_.run(
         {"XGROUP", "CREATE", opts_.stream, opts_.group, opts_.group_start_id, "MKSTREAM"});
     if (r != nullptr && is_error(r.get()) && !is_error_code(r.get(), "BUSYGROUP")) {
-      last_error_ = text_of(r.get());
+      set_last_error(text_of(r.get()));
     }
   }
 
@@ -281,7 +309,7 @@ class consumer_core final : public run_sink {
       ensure_group();
       return;
     }
-    last_error_ = text_of(r);
+    set_last_error(text_of(r));
     std::this_thread::sleep_for(opts_.block);
   }
 
@@ -297,7 +325,13 @@ class consumer_core final : public run_sink {
     std::string id = m.id;
     const std::uint64_t deliveries = m.deliveries;
     in_flight_.emplace(id, deliveries);
-    if (submit_(std::move(m)) != submit_status::accepted) {
+    submit_status status = submit_status::rejected;
+    try {
+      status = submit_(std::move(m));    // moves from m only when accepted
+    } catch (const std::exception& e) {  // a throwing key function, out of memory
+      set_last_error(std::string("submit to the pool threw: ") + e.what());
+    }
+    if (status != submit_status::accepted) {
       in_flight_.erase(id);
       returns_.emplace_back(std::move(id), deliveries - 1);
     }
@@ -326,7 +360,7 @@ class consumer_core final : public run_sink {
                                                          opts_.group, opts_.consumer, m, why));
       if (r == nullptr) return false;
       if (is_error(r.get())) {
-        last_error_ = text_of(r.get());  // left pending: a later claim dead-letters it again
+        set_last_error(text_of(r.get()));  // left pending: a later claim dead-letters it again
       } else {
         bump(counters_.dead_lettered);
       }
@@ -492,20 +526,21 @@ class consumer_core final : public run_sink {
   bool recovering_ = true;
   std::string cursor_ = "-";
   std::string recovered_id_;  // the own entry recovery submitted last
-  std::string last_error_;
   const std::chrono::milliseconds claim_every_;
   const std::chrono::milliseconds heartbeat_every_;
   clock::time_point next_claim_{};
   clock::time_point next_heartbeat_{};
 
   // Phase flags, written by shutdown callers, read by the fetch thread: seq_cst atomics (the
-  // default; no weaker order is argued here).
+  // default; no weaker order is argued here). give_up_at_ is written under mu_ before
+  // finishing_ is set, and the fetch thread reads it only after it has seen finishing_ true,
+  // so that read needs no lock (the seq_cst store/load pair orders it).
   std::atomic<bool> fetching_{true};
   std::atomic<bool> aborting_{false};
   std::atomic<bool> finishing_{false};
 
   // Guarded by mu_.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;        // fetch thread waits: outcomes or a phase change
   std::condition_variable quiet_cv_;  // shutdown callers wait: everything sent
   std::vector<outcome> outcomes_;
@@ -515,6 +550,7 @@ class consumer_core final : public run_sink {
   std::size_t unsent_now_ = 0;
   std::size_t in_flight_now_ = 0;
   std::size_t unsent_at_exit_ = 0;
+  std::string last_error_;
 
   std::thread thread_;
 };

@@ -7,6 +7,7 @@
 //   XPENDING (extended form): [[id, owner, idle_ms, deliveries], ...]
 // A deleted entry has no fields to run: the parsers report its id separately so the consumer
 // can acknowledge it (removing it from the pending list) instead of running it.
+// The parsers only read their reply and write their outputs: thread-safe on distinct outputs.
 
 #include <hiredis/hiredis.h>
 
