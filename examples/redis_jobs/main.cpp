@@ -17,14 +17,14 @@
 
 #include <crew/redis/consumer.hpp>  // crew::redis::consumer, message, to_prometheus
 
-#include <signal.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <stop_token>
@@ -46,10 +46,11 @@ std::string get(const std::map<std::string, std::string>& o, const std::string& 
 }
 
 std::string default_name() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-  const char* slot = std::getenv("REDIS_JOBS_SLOT");
-  return std::string(host[0] != '\0' ? host : "host") + "-" + (slot != nullptr ? slot : "1");
+  std::string host(256, '\0');
+  if (::gethostname(host.data(), host.size() - 1) != 0) host.clear();
+  host.resize(host.find('\0') == std::string::npos ? host.size() : host.find('\0'));
+  const char* slot = std::getenv("REDIS_JOBS_SLOT");  // NOLINT(concurrency-mt-unsafe): no setenv
+  return (host.empty() ? std::string("host") : host) + "-" + (slot != nullptr ? slot : "1");
 }
 
 int produce(const std::map<std::string, std::string>& o, crew::redis::connection& conn) {
@@ -91,7 +92,7 @@ int work(const std::map<std::string, std::string>& o, crew::redis::connection_op
 
   crew::redis::consumer<> jobs{
       opts,
-      [](crew::redis::message& m, std::stop_token stop) {
+      [](crew::redis::message& m, const std::stop_token& stop) {
         const std::string* ms = m.find("ms");
         const auto until =
             std::chrono::steady_clock::now() + std::chrono::milliseconds(ms ? std::stol(*ms) : 10);
@@ -104,7 +105,7 @@ int work(const std::map<std::string, std::string>& o, crew::redis::connection_op
             << ", " << jobs.workers() << " workers; SIGTERM drains for " << deadline.count()
             << " ms, SIGINT drains, a second SIGINT aborts" << std::endl;
 
-  std::jthread reporter([&](std::stop_token stop) {
+  std::jthread reporter([&](const std::stop_token& stop) {
     // stats() is thread-safe: print progress every second while jobs flow.
     std::uint64_t last = 0;
     while (!stop.stop_requested()) {
@@ -128,7 +129,7 @@ int work(const std::map<std::string, std::string>& o, crew::redis::connection_op
     report = jobs.shutdown_for(deadline);
   } else {
     std::cout << "draining; press Ctrl-C again to abort" << std::endl;
-    std::jthread second([&](std::stop_token stop) {
+    std::jthread second([&](const std::stop_token& stop) {
       const timespec tick{0, 100000000};
       while (!stop.stop_requested()) {
         if (sigtimedwait(&signals, nullptr, &tick) > 0) {
