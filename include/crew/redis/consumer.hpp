@@ -116,8 +116,12 @@ class consumer {
       (void)shutdown(shutdown_mode::drain);
     } catch (...) {  // NOLINT(bugprone-empty-catch): nothing is lost, entries stay pending
     }
-    adaptor_.reset();  // joins handlers a deadline shutdown left running
+    // The fetch thread first: it may still hand a message read just before the shutdown to
+    // the (closed) pool, so the pool must outlive it. It exits once nothing is in flight (a
+    // handler a deadline shutdown left running still reports to it) or, with Redis gone, after
+    // flush_timeout. Then the pool, which joins any handler still running.
     core_->join();
+    adaptor_.reset();
   }
 
   // Stops fetching, then

@@ -175,6 +175,11 @@ class consumer_core final : public run_sink {
     cv_.notify_one();
   }
 
+  // The delivery count to restore when a delivery did not start: this one is not counted.
+  static std::uint64_t uncounted(std::uint64_t deliveries) noexcept {
+    return deliveries > 0 ? deliveries - 1 : 0;
+  }
+
   std::size_t free_workers() const noexcept {
     return in_flight_.size() >= workers_ ? 0 : workers_ - in_flight_.size();
   }
@@ -194,7 +199,7 @@ class consumer_core final : public run_sink {
       switch (o.what) {
         case outcome::kind::done: acks_.push_back(std::move(o.msg.id)); break;
         case outcome::kind::handed_back:
-          returns_.emplace_back(std::move(o.msg.id), o.msg.deliveries - 1);
+          returns_.emplace_back(std::move(o.msg.id), uncounted(o.msg.deliveries));
           break;
         case outcome::kind::failed:
           if (o.msg.deliveries >= opts_.dead_letter_after) {
@@ -333,7 +338,7 @@ class consumer_core final : public run_sink {
     }
     if (status != submit_status::accepted) {
       in_flight_.erase(id);
-      returns_.emplace_back(std::move(id), deliveries - 1);
+      returns_.emplace_back(std::move(id), uncounted(deliveries));
     }
     publish_in_flight();
   }
