@@ -427,9 +427,18 @@ class consumer_core final : public run_sink {
       return true;
     }
     std::vector<pending_entry> stale;
+    bool more = false;  // stale entries this scan left for lack of free workers
     for (pending_entry& p : parse_pending(r.get())) {
-      if (stale.size() < free && !in_flight_.contains(p.id)) stale.push_back(std::move(p));
+      if (in_flight_.contains(p.id)) continue;
+      if (stale.size() < free) {
+        stale.push_back(std::move(p));
+      } else {
+        more = true;
+      }
     }
+    // A backlog of orphans (a dead consumer held several): scan again as soon as a worker is
+    // free instead of a whole interval later, so each orphan waits for a worker, not a timer.
+    if (more) next_claim_ = clock::now();
     if (stale.empty()) return true;
     std::vector<command> cmds;
     cmds.reserve(stale.size());
