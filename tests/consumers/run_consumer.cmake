@@ -134,12 +134,12 @@ elseif(ROUTE STREQUAL "fetchcontent")
   file(REMOVE_RECURSE "${WORK_DIR}/fetchcontent")
   crew_build_and_run_consumer("-DCREW_SOURCE_DIR=${CREW_SOURCE_DIR}")
 
-elseif(ROUTE STREQUAL "find_package")
+elseif(ROUTE STREQUAL "find_package" OR ROUTE STREQUAL "find_package_redis")
   set(_prefix "${WORK_DIR}/prefix")
   if(NOT EXISTS "${_prefix}/share/cmake/crew/crewConfig.cmake")
-    message(FATAL_ERROR "[find_package] no crew install in ${_prefix}: run crew.consumer.install")
+    message(FATAL_ERROR "[${ROUTE}] no crew install in ${_prefix}: run crew.consumer.install")
   endif()
-  file(REMOVE_RECURSE "${WORK_DIR}/find_package")
+  file(REMOVE_RECURSE "${WORK_DIR}/${ROUTE}")
   crew_build_and_run_consumer("-DCMAKE_PREFIX_PATH=${_prefix}"
                               "-DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON")
 
