@@ -309,9 +309,9 @@ class task_pool : public worker_pool<task, detail::task_runner> {
   // exception (f's exception goes there, not to on_error); it is valid when the status is
   // accepted or dropped (a dropped or handed-back task destroyed unrun breaks its promise:
   // std::future_error with broken_promise), and not valid when the submit was refused, which
-  // leaves f untouched (with the exception described on the class). Allocates the promise's
-  // shared state (one allocation), plus one for a callable too large to be stored inline with
-  // its promise. Thread-safe.
+  // leaves f untouched (with the exception described on the class). Allocates what std::promise
+  // allocates (libstdc++: its shared state and its result, two blocks), plus one block for a
+  // callable too large to be stored inline beside its promise (24 bytes). Thread-safe.
   template <class F>
   requires std::invocable < std::decay_t<F>
   & > &&std::is_constructible_v<std::decay_t<F>, F&&>
