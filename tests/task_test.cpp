@@ -34,10 +34,11 @@ using crew_test::tracked;
 template <std::size_t N>
 struct sized {
   std::array<unsigned char, N - sizeof(int*)> pad{};
-  int* hits;
+  int* hits = nullptr;
   void operator()() const { ++*hits; }
 };
 
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): only the moves matter here
 struct throwing_move {
   throwing_move() = default;
   throwing_move(throwing_move&& /*other*/) noexcept(false) {}
@@ -52,6 +53,7 @@ struct alignas(64) over_aligned {
 
 // A task pool of one worker held in its first task until `release` opens, and a queue of one
 // filled behind it: every submit is refused for lack of room until the gate opens.
+// NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): neither copied nor moved
 struct full_task_pool {
   explicit full_task_pool(crew::overflow_policy policy = crew::overflow_policy::reject,
                           std::function<void(crew::task&&)> on_drop = {}) {
@@ -187,6 +189,7 @@ TEST(TaskPool, BuiltFromOptionsAloneRunsClosures) {
   ASSERT_EQ(pool.submit(lvalue), submit_status::accepted);
   ASSERT_EQ(pool.submit(crew::task{[&] { hits.fetch_add(1); }}), submit_status::accepted);
   std::vector<crew::task> bulk;
+  bulk.reserve(10);
   for (int i = 0; i < 10; ++i) bulk.emplace_back([&] { hits.fetch_add(1); });
   EXPECT_EQ(pool.submit_bulk(bulk), 10U);
   pool.wait_idle();
@@ -201,7 +204,7 @@ TEST(TaskPool, BuiltFromOptionsAloneRunsClosures) {
 TEST(TaskPool, AClosuresExceptionGoesToOnErrorAndCountsAsFailed) {
   std::atomic<int> errors{0};
   crew::pool_options<crew::task> o{.workers = 1};
-  o.on_error = [&](std::exception_ptr) { errors.fetch_add(1); };
+  o.on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); };
   crew::task_pool pool{std::move(o)};
   ASSERT_EQ(pool.submit([] { throw std::runtime_error("x"); }), submit_status::accepted);
   pool.wait_idle();
@@ -216,6 +219,8 @@ TEST(TaskPool, RefusedClosuresAreNotMovedFrom) {
   auto large = [p = std::make_unique<int>(2), pad = std::array<char, 200>{}] {
     return p != nullptr && pad.size() == 200;
   };
+  // Each submit below is refused, so the closures are never moved from.
+  // NOLINTBEGIN(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
   EXPECT_EQ(pool.try_submit(std::move(small)), submit_status::rejected);
   EXPECT_EQ(pool.submit(std::move(small)), submit_status::rejected);  // policy: reject
   EXPECT_EQ(pool.submit_for(std::move(small), std::chrono::milliseconds(1)),
@@ -229,14 +234,17 @@ TEST(TaskPool, RefusedClosuresAreNotMovedFrom) {
   // The closures still own their captures.
   EXPECT_TRUE(small());  // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
   EXPECT_TRUE(large());  // NOLINT(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
+  // NOLINTEND(bugprone-use-after-move,clang-analyzer-cplusplus.Move)
   EXPECT_EQ(pool.stats().rejected, 6U);
 }
 
 TEST(TaskPool, RefusedLvalueWithAThrowingCopyIsUntouched) {
   full_task_pool full;
+  // NOLINTNEXTLINE(cppcoreguidelines-special-member-functions): only the copy matters here
   struct throwing_copy {
     std::shared_ptr<int> p = std::make_shared<int>(3);
     throwing_copy() = default;
+    // NOLINTNEXTLINE(modernize-use-equals-default): user-provided, so it is not noexcept
     throwing_copy(const throwing_copy& o) noexcept(false) : p(o.p) {}
     void operator()() const {}
   } f;
@@ -269,7 +277,7 @@ TEST(TaskPool, SubmitTaskCarriesValuesVoidAndExceptions) {
   EXPECT_EQ(pool.stats().failed, 0U);  // the exception went to the future
   auto big = [pad = std::array<char, 200>{}] { return static_cast<int>(pad.size()); };
   EXPECT_EQ(pool.submit_task(big).result.get(), 200);
-  auto [s4, r4] = pool.submit_task([p = std::make_unique<int>(9)] { return std::move(*p); });
+  auto [s4, r4] = pool.submit_task([p = std::make_unique<int>(9)] { return *p; });
   EXPECT_EQ(r4.get(), 9);
 }
 
@@ -363,7 +371,8 @@ TEST(TaskGroup, RunsEveryTaskAndWaits) {
   std::atomic<int> hits{0};
   for (int i = 0; i < 1000; ++i) {
     ASSERT_EQ(group.run([&] { hits.fetch_add(1); }), submit_status::accepted);
-    ASSERT_EQ(group.run([&](std::stop_token) { hits.fetch_add(1); }), submit_status::accepted);
+    ASSERT_EQ(group.run([&](const std::stop_token&) { hits.fetch_add(1); }),
+              submit_status::accepted);
   }
   group.wait();
   EXPECT_EQ(hits.load(), 2000);
@@ -439,7 +448,7 @@ TEST(TaskGroup, RunningTasksSeeTheStopThroughTheirToken) {
   crew::task_group group{pool};
   std::atomic<bool> started{false};
   std::atomic<bool> saw_stop{false};
-  ASSERT_EQ(group.run([&](std::stop_token stop) {
+  ASSERT_EQ(group.run([&](const std::stop_token& stop) {
     started = true;
     while (!stop.stop_requested()) std::this_thread::yield();
     saw_stop = true;
@@ -583,6 +592,7 @@ TEST(TaskGroup, ManyThreadsRunIntoOneGroup) {
   std::atomic<long> sum{0};
   const int per_thread = static_cast<int>(crew_test::scaled(20000));
   std::vector<std::thread> producers;
+  producers.reserve(3);
   for (int t = 0; t < 3; ++t) {
     producers.emplace_back([&] {
       for (int i = 0; i < per_thread; ++i) {

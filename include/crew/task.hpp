@@ -80,11 +80,11 @@ class task {
     static_assert(std::is_object_v<T> && !std::is_const_v<T>,
                   "crew::task: the callable must be a non-const object type");
     if constexpr (detail::task_fits_inline<T>) {
-      ops_ = detail::task_build<T>(buf_, nullptr, std::forward<Args>(args)...);
+      ops_ = detail::task_build<T>(storage(), nullptr, std::forward<Args>(args)...);
     } else {
       T* memory = detail::task_allocate<T>();
       try {
-        ops_ = detail::task_build<T>(buf_, memory, std::forward<Args>(args)...);
+        ops_ = detail::task_build<T>(storage(), memory, std::forward<Args>(args)...);
       } catch (...) {
         detail::task_deallocate<T>(memory);
         throw;
@@ -118,7 +118,7 @@ class task {
       task built(std::move(*this));  // a loan (only ever seen by an on_drop handler): build it
       *this = std::move(built);
     }
-    ops_->call(buf_);
+    ops_->call(storage());
   }
 
   explicit operator bool() const noexcept { return ops_ != &detail::empty_vtable; }
@@ -135,16 +135,18 @@ class task {
   // Adopts `other`'s callable (ops_ already holds other's table).
   void relocate_from(task& other) noexcept {
     if (ops_->relocate == nullptr) {
-      std::memcpy(buf_, other.buf_, inline_size);
+      std::memcpy(storage(), other.storage(), inline_size);
     } else {
-      ops_ = ops_->relocate(buf_, other.buf_);
+      ops_ = ops_->relocate(storage(), other.storage());
     }
   }
 
   void reset() noexcept {
-    if (ops_->destroy != nullptr) ops_->destroy(buf_);
+    if (ops_->destroy != nullptr) ops_->destroy(storage());
     ops_ = &detail::empty_vtable;
   }
+
+  void* storage() noexcept { return static_cast<void*>(&buf_); }
 
   alignas(inline_align) unsigned char buf_[inline_size]{};
   const detail::task_vtable* ops_ = &detail::empty_vtable;
@@ -166,13 +168,13 @@ struct task_access {
       return;
     }
     t.ops_ = &detail::empty_vtable;
-    ops->consume(t.buf_);
+    ops->consume(t.storage());
   }
   // A task that borrows `loan` (see detail/task_erasure.hpp).
   template <class Loan>
   static task borrowing(Loan& loan) noexcept {
     task t;
-    ::new (static_cast<void*>(t.buf_)) Loan*(&loan);
+    ::new (t.storage()) Loan*(&loan);
     t.ops_ = &Loan::vtable;
     return t;
   }
@@ -289,7 +291,7 @@ class task_pool : public worker_pool<task, detail::task_runner> {
   // As worker_pool::submit(Job&&, std::stop_token), for a closure.
   template <detail::closure F>
   submit_status submit(F&& f, std::stop_token token) {
-    return submit_closure([&](task&& t) { return base::submit(std::move(t), token); },
+    return submit_closure([&](task&& t) { return base::submit(std::move(t), std::move(token)); },
                           std::forward<F>(f));
   }
   // As worker_pool::submit_for, for a closure.

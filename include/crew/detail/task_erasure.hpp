@@ -98,6 +98,8 @@ class destroy_after_call {
   explicit destroy_after_call(T* p) noexcept : p_(p) {}
   destroy_after_call(const destroy_after_call&) = delete;
   destroy_after_call& operator=(const destroy_after_call&) = delete;
+  destroy_after_call(destroy_after_call&&) = delete;
+  destroy_after_call& operator=(destroy_after_call&&) = delete;
   ~destroy_after_call() {
     p_->~T();
     if constexpr (OnHeap) task_deallocate<T>(p_);
@@ -133,7 +135,7 @@ template <class T>
 const task_vtable* inline_ops<T>::relocate(void* dst, void* src) noexcept {
   T& from = task_inline_object<T>(src);
   ::new (dst) T(std::move(from));
-  from.~T();
+  from.~T();  // NOLINT(bugprone-use-after-move): relocation ends the moved-from source's life
   return &inline_vtable<T>;
 }
 
@@ -186,6 +188,8 @@ class task_loan {
   }
   task_loan(const task_loan&) = delete;
   task_loan& operator=(const task_loan&) = delete;
+  task_loan(task_loan&&) = delete;
+  task_loan& operator=(task_loan&&) = delete;
   ~task_loan() {
     if constexpr (!task_fits_inline<T>) {
       if (memory_ != nullptr) task_deallocate<T>(memory_);
