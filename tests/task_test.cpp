@@ -365,6 +365,12 @@ TEST(TaskPool, KnowsItsOwnWorkersAndRefusesToWaitFromThem) {
 
 // ---- crew::task_group ------------------------------------------------------------------------
 
+TEST(TaskGroup, ClosuresOf40BytesAreStoredInline) {
+  static_assert(crew::task_group::stored_inline<sized<40>>);
+  static_assert(!crew::task_group::stored_inline<sized<48>>);
+  static_assert(!crew::task_group::stored_inline<throwing_move>);
+}
+
 TEST(TaskGroup, RunsEveryTaskAndWaits) {
   crew::task_pool pool{{.workers = 2}};
   crew::task_group group{pool};
