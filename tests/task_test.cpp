@@ -260,6 +260,19 @@ TEST(TaskPool, DroppedClosuresReachOnDropAsTasks) {
   EXPECT_EQ(ran.load(), 1);  // on_drop ran it on this thread
 }
 
+TEST(TaskPool, ADroppedSubmitTaskHasAValidFutureWhosePromiseBreaks) {
+  full_task_pool full(crew::overflow_policy::drop, [](crew::task&& t) { (void)t; });
+  auto [status, result] = full.pool->submit_task([] { return 1; });
+  EXPECT_EQ(status, submit_status::dropped);
+  ASSERT_TRUE(result.valid());
+  try {
+    (void)result.get();
+    ADD_FAILURE() << "a dropped task destroyed unrun must break its promise";
+  } catch (const std::future_error& e) {
+    EXPECT_EQ(e.code(), std::future_errc::broken_promise);
+  }
+}
+
 TEST(TaskPool, SubmitTaskCarriesValuesVoidAndExceptions) {
   crew::task_pool pool{{.workers = 2}};
   auto [s1, r1] = pool.submit_task([] { return 42; });
