@@ -8,5 +8,6 @@
 #include "crew/options.hpp"
 #include "crew/stats.hpp"
 #include "crew/status.hpp"
+#include "crew/task.hpp"
 #include "crew/version.hpp"
 #include "crew/worker_pool.hpp"

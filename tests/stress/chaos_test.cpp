@@ -4,6 +4,9 @@
 // callers, a stats reader and a canceller, with handlers that throw (std and non-std), sleep,
 // recurse deeply and recycle their worker, and ends with a racing shutdown of a random mode,
 // sometimes from several threads at once. It then checks DESIGN.md's invariants job by job.
+// The same harness drives a crew::task_pool (the task variant): each job is then a closure that
+// owns it, so the accounting is the same code, and "a refused closure is not moved from" is
+// checked on every refusal.
 //
 // Environment (small defaults for CI):
 //   CREW_STRESS_SEED     base seed (default: random); run i uses seed_i, and run 0 uses the
@@ -13,6 +16,7 @@
 //   CREW_STRESS_SECONDS  how long to keep starting runs (default 8; 3 under sanitizers).
 //   CREW_TEST_SCALE      multiplies the jobs per run (crew_test::scaled).
 
+#include <crew/task.hpp>
 #include <crew/worker_pool.hpp>
 
 #include <gtest/gtest.h>
@@ -157,13 +161,70 @@ struct totals {
                 shutdown_calls = 0, racing_shutdowns = 0, recycled = 0, thrown = 0;
 };
 
+template <class Variant>
+class harness;
+
+// The worker_pool variant: jobs are submitted as they are.
+struct job_variant {
+  static constexpr const char* name = "worker_pool";
+  using item = job;  // what a producer submits
+  using pool_type = crew::worker_pool<job, std::function<void(job&&, std::stop_token)>>;
+  using value_type = job;  // what the pool stores and hands back
+  static item wrap(harness<job_variant>* /*h*/, job&& j) { return std::move(j); }
+  static job& inner(item& i) { return i; }
+  static void release(item& /*i*/) {}
+  static pool_type make(harness<job_variant>& h, crew::pool_options<job>&& o);
+  static void on_drop(harness<job_variant>& h, job&& j);
+  // Counts the report's hand-back per job id.
+  static void account(harness<job_variant>& h, crew::shutdown_report<job>& rep);
+};
+
+// The task_pool variant: a job travels inside a closure (job_call) that owns it and runs the
+// harness's handler when called. A job_call destroyed without having run, still owning its job,
+// was handed back (in a report) or dropped (inside on_drop): its destructor counts it.
+struct task_variant {
+  static constexpr const char* name = "task_pool";
+  class job_call {
+   public:
+    job_call(harness<task_variant>* h, job&& j) noexcept : h_(h), j_(std::move(j)) {}
+    job_call(job_call&& o) noexcept : h_(o.h_), j_(std::move(o.j_)) {}
+    job_call(const job_call&) = delete;
+    job_call& operator=(const job_call&) = delete;
+    job_call& operator=(job_call&&) = delete;
+    ~job_call();
+    void operator()();  // the harness's handler (tasks get no stop token)
+    job& inner() noexcept { return j_; }
+    // The producer's own closure, checked after its submit: its destructor must count nothing.
+    void release() noexcept { h_ = nullptr; }
+
+   private:
+    harness<task_variant>* h_;
+    job j_;
+  };
+  using item = job_call;
+  using pool_type = crew::task_pool;
+  using value_type = crew::task;
+  static item wrap(harness<task_variant>* h, job&& j) { return {h, std::move(j)}; }
+  static job& inner(item& i) { return i.inner(); }
+  static void release(item& i) { i.release(); }
+  static pool_type make(harness<task_variant>& h, crew::pool_options<crew::task>&& o);
+  static void on_drop(harness<task_variant>& h, crew::task&& t);
+  // Destroys the report's tasks: each job_call counts its job as handed back.
+  static void account(harness<task_variant>& h, crew::shutdown_report<crew::task>& rep);
+  // Set while on_drop destroys a dropped task, so its job_call counts a drop.
+  static inline thread_local bool dropping = false;
+};
+
 // Everything one run observes. Per-id counters are the ground truth the pool is checked against.
+template <class Variant>
 class harness {
  public:
   explicit harness(const config& c)
       : c_(c), runs_(c.max_ids), handed_(c.max_ids), dropped_(c.max_ids), accepted_(c.max_ids) {}
 
-  using pool_type = crew::worker_pool<job, std::function<void(job&&, std::stop_token)>>;
+  using pool_type = typename Variant::pool_type;
+  using item = typename Variant::item;
+  using value_type = typename Variant::value_type;
 
   // Records a violation (from any thread); the first few are printed with the seed.
   void fail(const std::string& what) {
@@ -212,11 +273,12 @@ class harness {
       // Re-entrant submits from the worker: never wait, whatever the form.
       std::uint64_t id = 0;
       if (pool_ != nullptr && take_ids(1, id)) {
-        job child(id);
+        item child = Variant::wrap(this, job(id));
         const submit_status s = kind < 75   ? pool_->try_submit(std::move(child))
                                 : kind < 82 ? pool_->submit(std::move(child))
                                             : pool_->submit_for(std::move(child), 1ms);
-        record_single(s, child, id, kind < 75 ? 'T' : kind < 82 ? 'S' : 'F', true);
+        record_single(s, Variant::inner(child), id, kind < 75 ? 'T' : kind < 82 ? 'S' : 'F', true);
+        Variant::release(child);
       }
     }
   }
@@ -271,11 +333,21 @@ class harness {
     n_dropped_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  // A job that came back unstarted in a shutdown report.
+  void handed_back(const job& j) {
+    expect(j.canary == canary_live, "handed-back job was moved from", j.id);
+    if (j.id >= c_.max_ids) {
+      fail("handed back an unknown id");
+      return;
+    }
+    handed_[j.id].fetch_add(1, std::memory_order_relaxed);
+  }
+
   void producer(int index, std::atomic<bool>& stop, std::mutex& cancel_mutex,
                 std::stop_source& cancel_source) {
     std::mt19937_64 r(mix(c_.seed ^ (0x100 + static_cast<std::uint64_t>(index))));
     pool_type& pool = *pool_;
-    std::vector<job> bulk;
+    std::vector<item> bulk;
     while (!stop.load(std::memory_order_relaxed)) {
       const std::uint64_t op = r() % 100;
       if (op < 2) {
@@ -291,30 +363,32 @@ class harness {
         std::uint64_t first = 0;
         if (!take_ids(n, first)) break;
         bulk.clear();
-        for (std::uint64_t i = 0; i < n; ++i) bulk.emplace_back(first + i);
+        for (std::uint64_t i = 0; i < n; ++i) bulk.push_back(Variant::wrap(this, job(first + i)));
         const bool try_form = (op & 1) != 0;
         const std::size_t k = try_form ? pool.try_submit_bulk(bulk) : pool.submit_bulk(bulk);
         if (k > n) fail("bulk accepted more than it was given");
         if (k < n && (try_form || c_.policy == overflow_policy::reject)) short_bulks_++;
         for (std::uint64_t i = 0; i < n; ++i) {
           const std::uint64_t id = first + i;
+          const job& b = Variant::inner(bulk[i]);
           if (i < k) {
-            expect(bulk[i].canary == canary_moved, "bulk-accepted job not moved from", id);
+            expect(b.canary == canary_moved, "bulk-accepted job not moved from", id);
             accepted_[id].store(1, std::memory_order_relaxed);
             n_accepted_.fetch_add(1, std::memory_order_relaxed);
           } else if (dropped_[id].load(std::memory_order_relaxed) != 0) {
             expect(!try_form && c_.policy == overflow_policy::drop, "bulk drop under wrong form",
                    id);
-            expect(bulk[i].canary == canary_moved, "bulk-dropped job not moved from", id);
+            expect(b.canary == canary_moved, "bulk-dropped job not moved from", id);
           } else {
-            expect(bulk[i].canary == canary_live, "bulk-refused job was moved from", id);
+            expect(b.canary == canary_live, "bulk-refused job was moved from", id);
           }
+          Variant::release(bulk[i]);
         }
         continue;
       }
       std::uint64_t id = 0;
       if (!take_ids(1, id)) break;
-      job j(id);
+      item j = Variant::wrap(this, job(id));
       submit_status s{};
       char form = 'S';
       if (op < 40) {
@@ -347,7 +421,8 @@ class harness {
         }
         s = pool.submit(std::move(j), token);
       }
-      record_single(s, j, id, form, false);
+      record_single(s, Variant::inner(j), id, form, false);
+      Variant::release(j);
       if (r() % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(r() % 300));
     }
   }
@@ -368,30 +443,30 @@ class harness {
   std::uint64_t run(totals& sum, crew_test::watchdog& dog) {
     std::mt19937_64 r(mix(c_.seed ^ 0xABCDEF));
     const long threads_before = crew_test::thread_count();
-    std::vector<crew::shutdown_report<job>> reports;
+    std::vector<crew::shutdown_report<value_type>> reports;
     bool drain_only = true;
     crew::pool_stats final_stats;
     std::uint64_t recycled = 0;
     {
-      crew::pool_options<job> o{.workers = c_.workers,
-                                .queue_capacity = c_.capacity,
-                                .on_full = c_.policy,
-                                .recycle_after = c_.recycle_after,
-                                .recycle = c_.recycle,
-                                .stack_size = c_.stack_size,
-                                .recycle_stack_limit = c_.recycle_stack_limit,
-                                .name = "chaos",
-                                .on_drop = [this](job&& j) { on_drop(std::move(j)); },
-                                .on_error = {},
-                                .track_latency = c_.track_latency};
+      crew::pool_options<value_type> o{
+          .workers = c_.workers,
+          .queue_capacity = c_.capacity,
+          .on_full = c_.policy,
+          .recycle_after = c_.recycle_after,
+          .recycle = c_.recycle,
+          .stack_size = c_.stack_size,
+          .recycle_stack_limit = c_.recycle_stack_limit,
+          .name = "chaos",
+          .on_drop = [this](value_type&& j) { Variant::on_drop(*this, std::move(j)); },
+          .on_error = {},
+          .track_latency = c_.track_latency};
       if (c_.with_on_error) {
         o.on_error = [this](std::exception_ptr e) {
           on_error_calls_.fetch_add(1, std::memory_order_relaxed);
           if (!e) fail("on_error got a null exception_ptr");
         };
       }
-      pool_type pool{[this](job&& j, std::stop_token t) { handler(std::move(j), std::move(t)); },
-                     std::move(o)};
+      pool_type pool = Variant::make(*this, std::move(o));
       pool_ = &pool;
       dog.watch(pool);
 
@@ -434,7 +509,8 @@ class harness {
       std::this_thread::sleep_for(c_.run_for);
 
       // The racing shutdown: one to three threads, each a random mode, while producers submit.
-      std::vector<crew::shutdown_report<job>> raced(static_cast<std::size_t>(c_.shutdown_threads));
+      std::vector<crew::shutdown_report<value_type>> raced(
+          static_cast<std::size_t>(c_.shutdown_threads));
       std::vector<std::thread> closers;
       std::vector<int> modes;
       for (int k = 0; k < c_.shutdown_threads; ++k) {
@@ -476,15 +552,14 @@ class harness {
     }
 
     // Per-job accounting.
+    std::vector<bool> reported_drained;
+    std::vector<bool> reported_empty;
+    std::vector<std::size_t> reported_running;
     for (auto& rep : reports) {
-      for (const job& j : rep.handed_back) {
-        expect(j.canary == canary_live, "handed-back job was moved from", j.id);
-        if (j.id >= c_.max_ids) {
-          fail("handed back an unknown id");
-          continue;
-        }
-        handed_[j.id].fetch_add(1, std::memory_order_relaxed);
-      }
+      reported_drained.push_back(rep.drained);
+      reported_empty.push_back(rep.handed_back.empty());
+      reported_running.push_back(rep.still_running);
+      Variant::account(*this, rep);
     }
     std::uint64_t ran = 0, back = 0, dropped = 0;
     for (std::uint64_t id = 0; id < c_.max_ids; ++id) {
@@ -504,9 +579,9 @@ class harness {
     }
     // The final shutdown left no worker running (checked above): drained means exactly "nothing
     // came back"; no report may claim drained while it hands jobs back or leaves workers running.
-    if (reports.back().drained != (back == 0)) fail("final report's drained flag is wrong");
-    for (const auto& rep : reports) {
-      if (rep.drained && (!rep.handed_back.empty() || rep.still_running != 0)) {
+    if (reported_drained.back() != (back == 0)) fail("final report's drained flag is wrong");
+    for (std::size_t k = 0; k < reports.size(); ++k) {
+      if (reported_drained[k] && (!reported_empty[k] || reported_running[k] != 0)) {
         fail("a report claimed drained with jobs handed back or running");
       }
     }
@@ -549,10 +624,11 @@ class harness {
     sum.recycled += recycled;
     sum.thrown += thrown_.load();
     std::printf(
-        "chaos run seed=%llu: executed=%llu handed_back=%llu dropped=%llu refused=%llu "
+        "chaos run (%s) seed=%llu: executed=%llu handed_back=%llu dropped=%llu refused=%llu "
         "shutdowns=%d recycled=%llu thrown=%llu\n",
-        static_cast<unsigned long long>(c_.seed), static_cast<unsigned long long>(ran),
-        static_cast<unsigned long long>(back), static_cast<unsigned long long>(dropped),
+        Variant::name, static_cast<unsigned long long>(c_.seed),
+        static_cast<unsigned long long>(ran), static_cast<unsigned long long>(back),
+        static_cast<unsigned long long>(dropped),
         static_cast<unsigned long long>(n_refused_.load()), c_.shutdown_threads,
         static_cast<unsigned long long>(recycled), static_cast<unsigned long long>(thrown_.load()));
     return failures_.load();
@@ -575,13 +651,49 @@ class harness {
   std::string messages_;
 };
 
-TEST(Chaos, RandomizedRunsKeepEveryInvariant) {
+job_variant::pool_type job_variant::make(harness<job_variant>& h, crew::pool_options<job>&& o) {
+  return pool_type{[&h](job&& j, std::stop_token t) { h.handler(std::move(j), std::move(t)); },
+                   std::move(o)};
+}
+void job_variant::on_drop(harness<job_variant>& h, job&& j) { h.on_drop(std::move(j)); }
+void job_variant::account(harness<job_variant>& h, crew::shutdown_report<job>& rep) {
+  for (const job& j : rep.handed_back) h.handed_back(j);
+}
+
+task_variant::job_call::~job_call() {
+  // Moved from, run (the handler took the job), or the producer's own after its submit.
+  if (h_ == nullptr || j_.canary != canary_live) return;
+  if (dropping) {
+    h_->on_drop(std::move(j_));
+  } else {
+    h_->handed_back(j_);
+  }
+}
+void task_variant::job_call::operator()() {
+  job taken(std::move(j_));  // leaves the closure's job moved from: its destructor counts nothing
+  h_->handler(std::move(taken), std::stop_token{});
+}
+task_variant::pool_type task_variant::make(harness<task_variant>& /*h*/,
+                                           crew::pool_options<crew::task>&& o) {
+  return pool_type{std::move(o)};
+}
+void task_variant::on_drop(harness<task_variant>& /*h*/, crew::task&& t) {
+  dropping = true;
+  { const crew::task dropped(std::move(t)); }
+  dropping = false;
+}
+void task_variant::account(harness<task_variant>& /*h*/, crew::shutdown_report<crew::task>& rep) {
+  rep.handed_back.clear();
+}
+
+// Starts runs for `seconds`; returns after the first run with violations.
+template <class Variant>
+void chaos_runs(double seconds) {
   crew_test::start_sanitizer_threads();
   const std::uint64_t base = env_u64(
       "CREW_STRESS_SEED", std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32));
-  const double seconds = env_seconds();
-  std::printf("chaos: base seed %llu (CREW_STRESS_SEED), %.1f s (CREW_STRESS_SECONDS)\n",
-              static_cast<unsigned long long>(base), seconds);
+  std::printf("chaos (%s): base seed %llu (CREW_STRESS_SEED), %.1f s (CREW_STRESS_SECONDS)\n",
+              Variant::name, static_cast<unsigned long long>(base), seconds);
   const auto end = clock_type::now() + std::chrono::duration<double>(seconds);
   totals sum;
   const auto budget = std::chrono::milliseconds(crew_test::under_tsan ? 180'000 : 90'000);
@@ -590,7 +702,7 @@ TEST(Chaos, RandomizedRunsKeepEveryInvariant) {
     const config c = config::draw(seed);
     crew_test::watchdog dog{budget, "chaos run " + c.describe() + "\n  reproduce with " +
                                         "CREW_STRESS_SEED=" + std::to_string(seed)};
-    harness h(c);
+    harness<Variant> h(c);
     const std::uint64_t failures = h.run(sum, dog);
     EXPECT_EQ(failures, 0U) << "invariant violations in chaos run " << c.describe() << "\n"
                             << h.messages() << "reproduce with CREW_STRESS_SEED=" << seed
@@ -607,6 +719,13 @@ TEST(Chaos, RandomizedRunsKeepEveryInvariant) {
       static_cast<unsigned long long>(sum.shutdown_calls),
       static_cast<unsigned long long>(sum.racing_shutdowns),
       static_cast<unsigned long long>(sum.recycled), static_cast<unsigned long long>(sum.thrown));
+}
+
+TEST(Chaos, RandomizedRunsKeepEveryInvariant) { chaos_runs<job_variant>(env_seconds()); }
+
+// The task variant gets half the time: the pool underneath is the same.
+TEST(Chaos, RandomizedTaskPoolRunsKeepEveryInvariant) {
+  chaos_runs<task_variant>(env_seconds() / 2);
 }
 
 }  // namespace
