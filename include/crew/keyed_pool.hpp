@@ -378,7 +378,7 @@ class keyed_pool {
     std::uint64_t since_recycle = 0;
     detail::idle_period idle;
     auto hold = [&](std::uint32_t&& e) noexcept {
-      rt_.went_busy(idle);  // before the key's jobs: they must not count as a free worker
+      rt_.went_busy(*this, idle);  // before the key's jobs: they must not count as a free worker
       since_recycle += hold_key(i, handler, c, e, token);
     };
     auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
@@ -410,7 +410,7 @@ class keyed_pool {
           },
           rt_.park_deadline(idle));
     }
-    rt_.went_busy(idle);
+    rt_.left_idle(idle);
     // The last job of a drain may have been this worker's: the others may be parked on a check
     // that came before it (tests/model/keyed.pml, mutant no-exit-wake: the drain never ends).
     // wake_all bumps every wake word (a seq_cst RMW); a parker reads its word (seq_cst) before

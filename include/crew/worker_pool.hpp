@@ -383,7 +383,7 @@ class worker_pool {
     std::uint64_t since_recycle = 0;
     detail::idle_period idle;
     auto run = [&](envelope&& env) noexcept {
-      rt_.went_busy(idle);  // before the job: a long job must not count as a free worker
+      rt_.went_busy(*this, idle);  // before the job: a long job must not count as a free worker
       workers.set_state(i, worker_state::running);
       rt_.run(handler, std::move(env), token, c);
       workers.set_state(i, worker_state::idle);
@@ -423,7 +423,7 @@ class worker_pool {
           },
           rt_.park_deadline(idle));
     }
-    rt_.went_busy(idle);
+    rt_.left_idle(idle);
     rt_.signal_idle();
     return detail::worker_end::exited;
   }

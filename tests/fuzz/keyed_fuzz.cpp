@@ -267,6 +267,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       .on_full = policy,
       .recycle_after = in.ConsumeIntegralInRange<std::uint64_t>(0, 4),
       .recycle = in.ConsumeBool() ? crew::recycle_mode::respawn : crew::recycle_mode::trim};
+  // Elastic (issue 12) in about half the inputs: growth and idle expiry racing the operations.
+  const auto min_workers = in.ConsumeIntegralInRange<std::size_t>(0, 2 * o.workers + 1);
+  if (min_workers <= o.workers) {
+    o.min_workers = min_workers;
+    o.idle_timeout = std::chrono::milliseconds(in.ConsumeIntegralInRange<int>(0, 2));
+  }
   o.key_budget = in.ConsumeIntegralInRange<std::size_t>(1, 4);
   const std::size_t max_per_key = in.ConsumeIntegralInRange<std::size_t>(0, 4);
   o.max_per_key = max_per_key;
@@ -396,8 +402,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       accept(id, key);
     }
     // Work conservation: one job on each of `workers` keys: every worker takes one.
-    check(spin_until([&] { return m.gates_started.load() == workers * m.holds; }, 10s),
-          "work conservation: a job of an idle key did not start while a worker was free");
+    if (!spin_until([&] { return m.gates_started.load() == workers * m.holds; }, 10s)) {
+      const crew::pool_stats t = pool.stats();
+      std::fprintf(stderr, "live %zu of %zu, busy %zu, queue %zu, gates %u of %u\n", t.workers,
+                   t.worker_limit, t.busy, t.queue_depth, m.gates_started.load(),
+                   workers * m.holds);
+      check(false, "work conservation: a job of an idle key did not start while a worker was free");
+    }
     m.held = true;
     check_held_stats();
   };

@@ -110,6 +110,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       .on_full = policy,
       .recycle_after = in.ConsumeIntegralInRange<std::uint64_t>(0, 4),
       .recycle = in.ConsumeBool() ? crew::recycle_mode::respawn : crew::recycle_mode::trim};
+  // Elastic (issue 12) in about half the inputs: growth and idle expiry racing the operations.
+  const auto min_workers = in.ConsumeIntegralInRange<std::size_t>(0, 2 * o.workers + 1);
+  if (min_workers <= o.workers) {
+    o.min_workers = min_workers;
+    o.idle_timeout = std::chrono::milliseconds(in.ConsumeIntegralInRange<int>(0, 2));
+  }
   model& mm = *m;
   o.on_drop = [&mm](job&& j) {
     check(j.canary == canary_live, "on_drop got a moved-from job", j.id);

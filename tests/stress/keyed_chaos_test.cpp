@@ -148,6 +148,10 @@ struct config {
   std::uint32_t max_ids = 1000;
   std::chrono::milliseconds run_for{50};
   int shutdown_threads = 1;
+  // Elastic runs (issue 12): grow from min_workers, expire idle workers after idle_ms, racing
+  // submits and every shutdown mode. -1: a fixed pool.
+  int min_workers = -1;
+  int idle_ms = 0;
 
   static config draw(std::uint64_t seed) {
     std::mt19937_64 r(seed);
@@ -177,15 +181,19 @@ struct config {
     c.max_ids = static_cast<std::uint32_t>(crew_test::scaled(20'000) / (1 + pick(4)));
     c.run_for = std::chrono::milliseconds(10 + pick(150));
     c.shutdown_threads = pick(3) == 0 ? 2 + static_cast<int>(pick(2)) : 1;
+    if (pick(2) == 0) {
+      c.min_workers = static_cast<int>(pick(c.workers + 1));
+      c.idle_ms = static_cast<int>(pick(3));
+    }
     return c;
   }
 
   std::string describe() const {
-    char buf[400];
+    char buf[460];
     std::snprintf(buf, sizeof buf,
                   "seed=%llu workers=%zu capacity=%zu on_full=%s recycle_after=%llu recycle=%s "
                   "keys=%u hash=%s key_budget=%zu max_per_key=%zu hot=%u%% latency=%d "
-                  "producers=%d ids=%u run=%lldms shutdowners=%d",
+                  "producers=%d ids=%u run=%lldms shutdowners=%d min_workers=%d idle=%dms",
                   static_cast<unsigned long long>(seed), workers, capacity,
                   std::string(crew::to_string(policy)).c_str(),
                   static_cast<unsigned long long>(recycle_after),
@@ -194,7 +202,7 @@ struct config {
                   : hash_mode == 1 ? "one-bucket"
                                    : "four-buckets",
                   key_budget, max_per_key, hot_percent, track_latency ? 1 : 0, producers, max_ids,
-                  static_cast<long long>(run_for.count()), shutdown_threads);
+                  static_cast<long long>(run_for.count()), shutdown_threads, min_workers, idle_ms);
     return buf;
   }
 };
@@ -584,6 +592,10 @@ class harness {
                                 .track_latency = c_.track_latency,
                                 .key_budget = c_.key_budget,
                                 .max_per_key = c_.max_per_key};
+      if (c_.min_workers >= 0) {
+        o.min_workers = static_cast<std::size_t>(c_.min_workers);
+        o.idle_timeout = std::chrono::milliseconds(c_.idle_ms);
+      }
       if (c_.with_on_error) {
         o.on_error = [this](std::exception_ptr e) {
           on_error_calls_.fetch_add(1, std::memory_order_relaxed);

@@ -31,10 +31,10 @@ template <class Handler, class Job>
 [[gnu::always_inline]] inline void run_job(Handler& handler, Job&& job, std::uint64_t enqueued_ns,
                                            const std::stop_token& token, worker_counters& c,
                                            const std::function<void(std::exception_ptr)>& on_error,
-                                           bool track) noexcept {
+                                           bool track, std::uint64_t now = 0) noexcept {
   std::uint64_t start = 0;
   if (track) {
-    start = now_ns();
+    start = now != 0 ? now : now_ns();  // `now`: a read the caller made already (expiry)
     c.queue_wait.record(start > enqueued_ns ? start - enqueued_ns : 0);
   }
   try {

@@ -253,13 +253,28 @@ class pool_runtime {
     return true;
   }
 
-  // A worker loop found a job (or leaves): the idle period ends.
-  [[gnu::always_inline]] void went_busy(idle_period& p) noexcept {
+  // A worker loop found a job (or leaves): the idle period ends. In an elastic pool below full
+  // size the worker then looks at the jobs still waiting: a producer that counted it free just
+  // before it took its job did not grow the pool (its push, then its free-count read; the
+  // worker's decrement, then its waiting-count read: one of the two sees the other), so the
+  // worker grows it instead (found by tests/fuzz/keyed_fuzz.cpp: a gate job waited behind two
+  // busy workers of three).
+  template <class Pool>
+  [[gnu::always_inline]] void went_busy(Pool& pool, idle_period& p) noexcept {
     if (!p.idle) [[likely]] {
       return;
     }
     p.idle = false;
     p.at_floor = false;
+    if (elastic_) {
+      workers_.became_busy();
+      if (workers_.live() < worker_count_) grow_for(pool, pool.waiting_jobs());
+    }
+  }
+  // The same when the worker leaves (no job: nothing to hand on).
+  void left_idle(idle_period& p) noexcept {
+    if (!p.idle) return;
+    p.idle = false;
     if (elastic_) workers_.became_busy();
   }
 
@@ -298,19 +313,23 @@ class pool_runtime {
   bool stamps() const noexcept { return options_.track_latency || expiry_; }
 
   // Runs `env` through `handler` on worker c's thread, or hands it to on_expire when it waited
-  // past max_queue_wait (one clock read per job, only with expiry on).
+  // past max_queue_wait. Expiry on costs one clock read here per job (and one at submit, the
+  // stamp); off, one predictable branch. With track_latency on as well, the two reads are the
+  // ones latency tracking makes anyway.
   template <class Handler>
   [[gnu::always_inline]] void run(Handler& handler, envelope<Job>&& env,
                                   const std::stop_token& token, worker_counters& c) noexcept {
+    std::uint64_t now = 0;
     if (expiry_) [[unlikely]] {
-      const std::uint64_t now = now_ns();
+      now = now_ns();
       if (now > env.enqueued_ns && now - env.enqueued_ns > max_wait_ns_) {
         expire_job(std::move(env.job), c);
         return;
       }
     }
+    // With latency tracking on too, the expiry check's read is the job's start time.
     run_job(handler, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
-            options_.track_latency);
+            options_.track_latency, now);
   }
   // ---- jobs done ------------------------------------------------------------------------------
 
