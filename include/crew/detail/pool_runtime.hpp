@@ -470,7 +470,8 @@ class pool_runtime {
       if (phase() == phase_aborting || is_idle(pool)) return true;
       if (last_resorts++ < 2 && std::chrono::steady_clock::now() < deadline &&
           workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
-                        [this](std::exception_ptr e) noexcept { report_error(e); }, true)) {
+                        [this](std::exception_ptr e) noexcept { report_error(e); },
+                        true) == growth::started) {
         continue;
       }
       pool.begin_shutdown(phase_aborting);  // no worker can drain it: hand the jobs back
@@ -482,15 +483,24 @@ class pool_runtime {
   // them, the pool is shutting down, or starts are backing off after a failure.
   template <class Pool>
   [[gnu::noinline]] void grow_for(Pool& pool, std::size_t waiting) noexcept {
-    if (elastic_ && workers_.free_workers() >= waiting) return;
-    if (phase() != phase_running) return;
-    const std::uint64_t retry = retry_after_ns_.load(std::memory_order_relaxed);
-    if (retry != 0 && now_ns() < retry) return;
-    (void)workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
-                        [this](std::exception_ptr e) noexcept {
-                          report_error(e);
-                          start_failed();
-                        });
+    // Bounded: each retry needs a retire to have lowered live() since the last attempt.
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      if (elastic_ && workers_.free_workers() >= waiting) return;
+      if (phase() != phase_running) return;
+      const std::uint64_t retry = retry_after_ns_.load(std::memory_order_relaxed);
+      if (retry != 0 && now_ns() < retry) return;
+      const growth g = workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
+                                     [this](std::exception_ptr e) noexcept {
+                                       report_error(e);
+                                       start_failed();
+                                     });
+      if (g != growth::gave_up) return;
+      // This call held the start flag and gave it back: a submit that found the flag taken
+      // meanwhile skipped its start, so look again (the flag's store, then the loads below,
+      // pair with that submit's push, then its failed compare-exchange).
+      if (workers_.live() >= worker_count_) return;
+      waiting = pool.waiting_jobs();
+    }
   }
 
   // Failed starts back off (1 ms, doubling to 1 s) so a factory that keeps throwing is not

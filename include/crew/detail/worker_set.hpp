@@ -71,6 +71,12 @@ inline std::string worker_thread_name(const std::string& prefix, std::size_t ind
 // Why a thread of a slot is running: the pool's first threads, a recycling respawn, a growth.
 enum class start_kind : unsigned char { initial, respawn, growth };
 
+// What a growth attempt did: started a thread; found another start in flight (its new thread
+// re-checks the waiting jobs once started); or took the start flag and gave it back (at the
+// bound, shutting down, or the start failed): then the caller re-checks, since a start skipped
+// meanwhile because of the flag would otherwise be lost (tests/model/elastic.pml).
+enum class growth : unsigned char { started, in_flight, gave_up };
+
 class worker_set {
  public:
   // `count` slots; `floor` workers stay however long they idle (min_workers; count when fixed).
@@ -182,17 +188,17 @@ class worker_set {
 
   // Starts one more worker running body(slot) if fewer than size() are live, no other start is
   // in flight and starts are allowed (or `draining`: shutdown's last resort when no worker is
-  // left). True when a thread was started. std::system_error from the thread start goes to
-  // `on_failure` (the pool's on_error). Thread-safe; never blocks on another start.
+  // left). std::system_error from the thread start goes to `on_failure` (the pool's on_error).
+  // Thread-safe; never blocks on another start.
   template <class Body, class OnFailure>
-  bool grow(Body body, OnFailure on_failure, bool draining = false) noexcept {
+  growth grow(Body body, OnFailure on_failure, bool draining = false) noexcept {
     bool expected = false;
     if (!start_flag_.compare_exchange_strong(expected, true, std::memory_order_seq_cst)) {
-      return false;
+      return growth::in_flight;
     }
     if (!raise_live()) {
       start_flag_.store(false, std::memory_order_seq_cst);
-      return false;
+      return growth::gave_up;
     }
     const std::lock_guard lock(mutex_);
     if (no_respawn_.load(std::memory_order_seq_cst) && !draining) return give_up_growth();
@@ -217,7 +223,7 @@ class worker_set {
       vacate_slot(s);
       return give_up_growth();
     }
-    return true;
+    return growth::started;
   }
 
   // Whether a start (growth) is in flight. seq_cst: shutdown reads it after stopping starts.
@@ -424,11 +430,11 @@ class worker_set {
   }
 
   // Under mutex_: undoes a growth's raise of live() and ends the start in flight.
-  bool give_up_growth() noexcept {
+  growth give_up_growth() noexcept {
     live_.fetch_sub(1, std::memory_order_seq_cst);
     start_flag_.store(false, std::memory_order_seq_cst);
     wake_all(live_);
-    return false;
+    return growth::gave_up;
   }
 
   // Takes the handles of the slots `which(i)` selects out under the mutex and joins them outside
