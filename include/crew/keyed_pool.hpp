@@ -260,7 +260,8 @@ class keyed_pool {
 
   // The public constructors' common part (see worker_pool's).
   template <class Source>
-  keyed_pool(std::in_place_t, Source&& source, options_type options, Hash hash, KeyEqual equal)
+  keyed_pool(std::in_place_t /*tag*/, Source&& source, options_type options, Hash hash,
+             KeyEqual equal)
       : handlers_(std::forward<Source>(source)),
         rt_(checked(std::move(options))),
         options_(rt_.options()),

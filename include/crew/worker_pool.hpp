@@ -110,6 +110,7 @@ class worker_pool {
   // idle_timeout or max_queue_wait is negative; std::system_error when a thread cannot be
   // started; whatever on_worker_start throws (the threads already started are stopped and
   // joined first).
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init): delegates; the target initializes all
   explicit worker_pool(Handler handler, options_type options = {})
       : worker_pool(std::in_place, std::move(handler), std::move(options)) {}
 
@@ -117,6 +118,7 @@ class worker_pool {
   // factory(const crew::worker_info&) before its first job, and destroys it there when it stops
   // (see crew::per_worker). What the factory throws during the constructor is thrown from it.
   template <class Factory>
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init): delegates; the target initializes all
   explicit worker_pool(per_worker_factory<Factory> factory, options_type options = {})
       : worker_pool(std::in_place, std::move(factory), std::move(options)) {}
 
@@ -288,7 +290,7 @@ class worker_pool {
   // The public constructors' common part: `source` is the handler or the per-worker factory
   // (the handler source is built in place: a handler need not be movable).
   template <class Source>
-  worker_pool(std::in_place_t, Source&& source, options_type options)
+  worker_pool(std::in_place_t /*tag*/, Source&& source, options_type options)
       : handlers_(std::forward<Source>(source)),
         rt_(detail::checked_options(std::move(options), max_workers)),
         sched_(rt_.options().queue_capacity, rt_.worker_count(), "crew::worker_pool"),

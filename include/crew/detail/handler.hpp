@@ -123,7 +123,7 @@ class handler_source {
     };
     own.emplace(from_factory{*static_cast<F*>(p), info});
   }
-  static void no_factory(void*) noexcept {}
+  static void no_factory(void* /*unused*/) noexcept {}
 
   std::optional<Handler> shared_;
   std::unique_ptr<void, void (*)(void*)> factory_{nullptr, &no_factory};

@@ -429,6 +429,10 @@ class pool_runtime {
       counters_[i].add_to(s, options_.track_latency);
       s.busy += workers_.state(i) == worker_state::running ? 1 : 0;
     }
+    // The live count and the states are read at different instants: an elastic pool may have
+    // started a worker in between (found by the chaos harness: busy 1 of 0 live). A running
+    // worker is live, so the snapshot says at least that many.
+    if (s.busy > s.workers) s.workers = s.busy;
     return s;
   }
 

@@ -139,7 +139,7 @@ class worker_set {
 
   // Worker i's thread, once its start-up is done (`failure` empty) or failed: counts an initial
   // start for start_initial, or ends the growth in flight. Worker i only.
-  void started(std::size_t i, std::exception_ptr failure) noexcept {
+  void started(std::size_t i, const std::exception_ptr& failure) noexcept {
     if (!failure) set_state(i, worker_state::idle);
     switch (records_[i].kind) {
       case start_kind::initial: {
