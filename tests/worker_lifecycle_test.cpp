@@ -372,6 +372,7 @@ TEST(Hooks, AFactoryThatThrowsAtConstructionIsThrownFromTheConstructor) {
   hook_counts hooks;
   crew::pool_options<int> o{.workers = 4};
   hooks.attach(o);
+  crew_test::start_sanitizer_threads();  // TSan starts a background thread at the first one
   const long before = crew_test::thread_count();
   EXPECT_THROW((crew::worker_pool<int>{crew::per_worker([](const crew::worker_info& w) {
                                          if (w.index == 2)
