@@ -71,7 +71,7 @@ class job_handler {
 // Handler, or something a Handler is constructible from) and destroys it on that thread when it
 // stops (exit, respawn, expiry). A handler then runs on one thread only and needs no locking.
 // The factory itself is called from several workers at once: it must be safe to call
-// concurrently.
+// concurrently. per_worker() itself is a plain function (thread-safe: it only moves `factory`).
 template <class Factory>
 struct per_worker_factory {
   Factory factory;
@@ -96,8 +96,6 @@ class handler_source {
   requires std::is_invocable_v<F&, const worker_info&>
   explicit handler_source(per_worker_factory<F> f)
       : factory_(new F(std::move(f.factory)), &destroy<F>), build_(&build<F>) {}
-
-  bool per_worker() const noexcept { return build_ != nullptr; }
 
   // The handler worker `info` runs its jobs with: the shared one, or one built into `own` (on
   // the calling worker's thread). Throws what the factory throws.

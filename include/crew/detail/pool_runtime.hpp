@@ -232,7 +232,8 @@ class pool_runtime {
   // After an accepted submit: one more worker when fewer than `workers` are live and the jobs
   // waiting (`waiting()`, read after the push: the producer's half of the expiry handshake in
   // worker_set.hpp) outnumber the free workers. At full size (every fixed pool that never lost a
-  // worker) this is one load of a read-mostly line.
+  // worker) this is one load of a read-mostly line. Any thread (a submitter, or a worker
+  // submitting into its own pool).
   template <class Pool, class Waiting>
   [[gnu::always_inline]] void after_accept(Pool& pool, Waiting waiting) noexcept {
     if (workers_.live() >= worker_count_) [[likely]] {
@@ -243,6 +244,7 @@ class pool_runtime {
 
   // A worker loop found nothing to run: true on the transition into an idle period (the loop
   // then tells wait_idle() callers). Elastic pools count the worker free and start its clock.
+  // went_idle, went_busy, left_idle, park_deadline and expire: the worker that owns `p` only.
   bool went_idle(idle_period& p) noexcept {
     if (p.idle) return false;
     p.idle = true;
@@ -258,7 +260,8 @@ class pool_runtime {
   // before it took its job did not grow the pool (its push, then its free-count read; the
   // worker's decrement, then its waiting-count read: one of the two sees the other), so the
   // worker grows it instead (found by tests/fuzz/keyed_fuzz.cpp: a gate job waited behind two
-  // busy workers of three).
+  // busy workers of three). The growth, when there is one, delays this worker's job by one
+  // thread start; only below full size, at the end of an idle period.
   template <class Pool>
   [[gnu::always_inline]] void went_busy(Pool& pool, idle_period& p) noexcept {
     if (!p.idle) [[likely]] {
@@ -315,7 +318,7 @@ class pool_runtime {
   // Runs `env` through `handler` on worker c's thread, or hands it to on_expire when it waited
   // past max_queue_wait. Expiry on costs one clock read here per job (and one at submit, the
   // stamp); off, one predictable branch. With track_latency on as well, the two reads are the
-  // ones latency tracking makes anyway.
+  // ones latency tracking makes anyway. Worker c's own thread only.
   template <class Handler>
   [[gnu::always_inline]] void run(Handler& handler, envelope<Job>&& env,
                                   const std::stop_token& token, worker_counters& c) noexcept {
