@@ -383,11 +383,13 @@ class keyed_pool {
       since_recycle += hold_key(i, handler, c, e, token);
     };
     auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
+    // Jobs (keys) left in this worker's stash: an elastic pool below full size may grow.
+    auto stashed = [this]() noexcept { rt_.after_stash(*this); };
     detail::worker_end end = detail::worker_end::exited;
     for (;;) {
       // relaxed: a hint, as in worker_pool; stop_waiting()'s seq_cst load orders the exit.
       if (rt_.phase_hint() == detail::phase_aborting) break;
-      if (sched_.run_next(i, hold, after_claim)) {
+      if (sched_.run_next(i, hold, after_claim, stashed)) {
         if (options_.recycle_after != 0 && since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(options_.recycle_after);

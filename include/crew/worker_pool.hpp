@@ -394,11 +394,13 @@ class worker_pool {
     auto after_claim = [this]() noexcept {
       rt_.room().after_claim([this] { return sched_.ring().size_approx(); });
     };
+    // Jobs (keys) left in this worker's stash: an elastic pool below full size may grow.
+    auto stashed = [this]() noexcept { rt_.after_stash(*this); };
     for (;;) {
       // relaxed: a hint; a job that starts just as the abort begins counts as running, and the
       // closed check below (seq_cst) orders the exit.
       if (rt_.phase_hint() == detail::phase_aborting) break;
-      if (sched_.run_next(i, run, after_claim)) {
+      if (sched_.run_next(i, run, after_claim, stashed)) {
         if (recycle_after_ != 0 && ++since_recycle >= threshold) {
           since_recycle = 0;
           threshold = c.draw_threshold(recycle_after_);

@@ -320,9 +320,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t cap = pool.capacity();
   trace(
       "pool: policy=%d workers=%u keys=%u(+%u gate) capacity=%zu key_budget=%zu "
-      "max_per_key=%zu hash=%d\n",
+      "max_per_key=%zu hash=%d min_workers=%lld idle_timeout=%lldms\n",
       static_cast<int>(policy), workers, user_keys, workers, cap, pool.options().key_budget,
-      max_per_key, hash_mode);
+      max_per_key, hash_mode,
+      pool.options().min_workers ? static_cast<long long>(*pool.options().min_workers) : -1LL,
+      static_cast<long long>(pool.options().idle_timeout.count()));
 
   // Whether a submit of n jobs under `key` fits now (held: the model knows), and how many.
   auto fitting = [&](std::uint32_t key, std::size_t n) {

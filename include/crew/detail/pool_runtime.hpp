@@ -242,6 +242,15 @@ class pool_runtime {
     grow_for(pool, waiting());
   }
 
+  // After a worker's claim or steal left jobs in its stash (scheduler::run_next's `stashed`):
+  // unseen between the claim and the publish, they may have been missed by a retiree's
+  // re-check, so the filler makes the producer's half of the handshake (after the scheduler's
+  // fence). tests/model/elastic.pml, mutant no-stash-check. The filling worker only.
+  template <class Pool>
+  [[gnu::always_inline]] void after_stash(Pool& pool) noexcept {
+    after_accept(pool, [&pool]() noexcept { return pool.waiting_jobs(); });
+  }
+
   // A worker loop found nothing to run: true on the transition into an idle period (the loop
   // then tells wait_idle() callers). Elastic pools count the worker free and start its clock.
   // went_idle, went_busy, left_idle, park_deadline and expire: the worker that owns `p` only.

@@ -81,14 +81,18 @@ class scheduler {
   // ---- workers ----------------------------------------------------------------------------
 
   // Finds the next job for worker `i` and hands it to `run(T&&)`; false when there is none
-  // anywhere. `after_claim()` runs after a ring claim (for the producers' room handshake).
-  // Only worker i calls this for its i.
-  template <class Run, class AfterClaim>
-  bool run_next(std::size_t i, Run&& run, AfterClaim&& after_claim) {
+  // anywhere. `after_claim()` runs after a ring claim (for the producers' room handshake);
+  // `stashed()` after a claim or a steal left jobs in worker i's stash, once they are published
+  // and the parking handshake's fence is issued: between the claim and the publish those jobs
+  // were in neither the ring nor a stash, invisible to has_work() and waiting(), so an elastic
+  // pool's retiring worker may have missed them (the pool looks at its size again: see
+  // pool_runtime::after_stash). Both run before `run`. Only worker i calls this for its i.
+  template <class Run, class AfterClaim, class Stashed>
+  bool run_next(std::size_t i, Run&& run, AfterClaim&& after_claim, Stashed&& stashed) {
     stash_type& own = stashes_[i];
     if (own.pop(run)) return true;
-    if (claim_from_ring(own, run, after_claim)) return true;
-    return steal_for(i, run);
+    if (claim_from_ring(own, run, after_claim, stashed)) return true;
+    return steal_for(i, run, stashed);
   }
 
   // Polls briefly for work (the ring's front, and at each yield the stashes), then parks
@@ -167,15 +171,16 @@ class scheduler {
   std::size_t capacity() const noexcept { return ring_.capacity(); }
 
  private:
-  template <class Run, class AfterClaim>
-  bool claim_from_ring(stash_type& own, Run& run, AfterClaim& after_claim) {
+  template <class Run, class AfterClaim, class Stashed>
+  bool claim_from_ring(stash_type& own, Run& run, AfterClaim& after_claim, Stashed& stashed) {
     const std::uint32_t room = own.fill_room();
     auto batch = ring_.try_pop_batch(room + 1 > stash_size ? stash_size : room + 1);
     if (batch.size() == 0) return false;
     // Move the claimed jobs out of the ring now: their slots are free again before any of them
     // runs (honest refusals), and all but the first wait where others may take them.
     T first(batch.pop());
-    if (!batch.empty()) {
+    const bool filled = !batch.empty();
+    if (filled) {
       (void)own.fill([&batch](auto put) noexcept {
         std::uint32_t k = 0;
         for (; !batch.empty(); ++k) put(batch.pop());
@@ -184,13 +189,14 @@ class scheduler {
       announce_stashed();
     }
     after_claim();
+    if (filled) stashed();  // after the producers' room handshake: it may start a thread
     run(std::move(first));
     return true;
   }
 
   // Steals from the other workers' stashes into worker i's own, then runs the first stolen job.
-  template <class Run>
-  bool steal_for(std::size_t i, Run& run) {
+  template <class Run, class Stashed>
+  bool steal_for(std::size_t i, Run& run, Stashed& stashed) {
     stash_type& own = stashes_[i];
     const std::uint32_t room = own.fill_room();
     if (room == 0) return false;  // a thief is still copying out of our own stash
@@ -205,8 +211,11 @@ class scheduler {
       // The rest stays stealable from us, and what we left in the victim's stash from it: each
       // needs its own wake-up, or with three workers or more a parked one could sleep while a
       // job waits behind the victim's running job (found by tests/model/park.pml, config w3).
+      // The stolen jobs were out of sight from the victim's release to our fill's publish (the
+      // ones left behind never were).
       if (n > 1) announce_stashed();
       if (left != 0) announce_stashed();
+      if (n > 1) stashed();
       return own.pop(run);
     }
     return false;
