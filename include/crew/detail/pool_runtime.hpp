@@ -39,6 +39,7 @@
 #include "../status.hpp"
 #include "cache_line.hpp"
 #include "eventcount.hpp"
+#include "expiry.hpp"
 #include "handler.hpp"
 #include "job_runner.hpp"
 #include "pool_support.hpp"
@@ -76,8 +77,7 @@ class pool_runtime {
         counters_(std::make_unique<worker_counters[]>(options_.workers)),
         worker_count_(options_.workers),
         elastic_(options_.min_workers.has_value()),
-        expiry_(options_.max_queue_wait.count() > 0),
-        max_wait_ns_(static_cast<std::uint64_t>(options_.max_queue_wait.count())),
+        expiry_(options_.max_queue_wait),
         room_(half_capacity(options_.queue_capacity)) {
     std::random_device seed_source;
     const std::uint64_t seed = (std::uint64_t{seed_source()} << 32) ^ seed_source() ^ now_ns();
@@ -322,22 +322,19 @@ class pool_runtime {
   // ---- expiry -----------------------------------------------------------------------------------
 
   // Whether jobs are stamped at submit (latency tracking or expiry).
-  bool stamps() const noexcept { return options_.track_latency || expiry_; }
+  bool stamps() const noexcept { return options_.track_latency || expiry_.on(); }
 
   // Runs `env` through `handler` on worker c's thread, or hands it to on_expire when it waited
-  // past max_queue_wait. Expiry on costs one clock read here per job (and one at submit, the
-  // stamp); off, one predictable branch. With track_latency on as well, the two reads are the
-  // ones latency tracking makes anyway. Worker c's own thread only.
+  // past max_queue_wait. Expiry off: one predictable branch; on: one clock read here (and one at
+  // submit, the stamp), which is the job's start time for latency tracking too. Worker c's own
+  // thread only.
   template <class Handler>
   [[gnu::always_inline]] void run(Handler& handler, envelope<Job>&& env,
                                   const std::stop_token& token, worker_counters& c) noexcept {
     std::uint64_t now = 0;
-    if (expiry_) [[unlikely]] {
-      now = now_ns();
-      if (now > env.enqueued_ns && now - env.enqueued_ns > max_wait_ns_) {
-        expire_job(std::move(env.job), c);
-        return;
-      }
+    if (expiry_.on() && expiry_.exceeded(env.enqueued_ns, now)) [[unlikely]] {
+      expire_job(std::move(env.job), c);
+      return;
     }
     // With latency tracking on too, the expiry check's read is the job's start time.
     run_job(handler, std::move(env.job), env.enqueued_ns, token, c, options_.on_error,
@@ -354,7 +351,7 @@ class pool_runtime {
   // Jobs done with: run or expired (acquire, as executed_total()).
   std::uint64_t completed_total() const noexcept {
     std::uint64_t n = executed_total();
-    if (expiry_) {
+    if (expiry_.on()) {
       for (std::size_t i = 0; i < worker_count_; ++i) n += counters_[i].expired_acquire();
     }
     return n;
@@ -584,11 +581,10 @@ class pool_runtime {
   worker_set workers_;
   std::unique_ptr<worker_counters[]> counters_;
   std::size_t worker_count_;
-  bool elastic_;  // min_workers set
-  bool expiry_;   // max_queue_wait > 0
-  std::uint64_t max_wait_ns_;
-  room_gate room_;   // producers waiting for room (and the destructor's count of them)
-  eventcount idle_;  // wait_idle() callers
+  bool elastic_;             // min_workers set
+  queue_wait_limit expiry_;  // max_queue_wait
+  room_gate room_;           // producers waiting for room (and the destructor's count of them)
+  eventcount idle_;          // wait_idle() callers
   alignas(cache_line_size) std::atomic<std::uint32_t> phase_{phase_running};
   // Slow-path counters (refusals and hand-backs only). rejected_ and dropped_ are relaxed:
   // statistics. handed_back_ is release/acquire (see handed_back()).
