@@ -383,7 +383,7 @@ class keyed_pool {
       since_recycle += hold_key(i, handler, c, e, token);
     };
     auto after_claim = []() noexcept {};  // the ring of keys never refuses: nobody waits on it
-    // Jobs (keys) left in this worker's stash: an elastic pool below full size may grow.
+    // Keys left in this worker's stash: an elastic pool below full size may grow.
     auto stashed = [this]() noexcept { rt_.after_stash(*this); };
     detail::worker_end end = detail::worker_end::exited;
     for (;;) {

@@ -394,7 +394,7 @@ class worker_pool {
     auto after_claim = [this]() noexcept {
       rt_.room().after_claim([this] { return sched_.ring().size_approx(); });
     };
-    // Jobs (keys) left in this worker's stash: an elastic pool below full size may grow.
+    // Jobs left in this worker's stash: an elastic pool below full size may grow.
     auto stashed = [this]() noexcept { rt_.after_stash(*this); };
     for (;;) {
       // relaxed: a hint; a job that starts just as the abort begins counts as running, and the

@@ -33,7 +33,7 @@
  *
  * Configurations (run.sh). NO_BATCH: claims of one job only (no stash), the cheap model of
  * growth and expiry alone; batch claims multiply the states (l3-f1-j3-p1: 0.4 M states without,
- * over 80 M with), so the L = 3 batch configurations are the slow ones.
+ * over 169 M with: stopped at 10 GB), so the L = 3 batch configurations are the slow ones.
  * @config         l2-f0-j2-p1     -DL=2 -DF=0 -DJ=2 -DP=1
  * @config         l2-f1-j2-p1     -DL=2 -DF=1 -DJ=2 -DP=1
  * @config         l2-f1-j2-p2     -DL=2 -DF=1 -DJ=2 -DP=2

@@ -5,12 +5,8 @@
 // reached it. Exact: one clock read at acceptance (the stamp) and one here; with latency
 // tracking on, this read is the job's start time as well (made anyway).
 //
-// A cheaper check was tried and rejected (issue 12's note): reading CLOCK_MONOTONIC_COARSE
-// here and the exact clock only within two ticks of the limit. The coarse clock lagged the exact
-// one by up to 7.2 ms on an idle 2-vCPU VM and 13 ms under load (the bound assumed 8 ms), so a
-// job past the limit could run, and the benchmark gained nothing measurable: a producer-bound
-// stream spends its expiry cost in the producer's stamp (perf: 25 % of its samples in
-// clock_gettime), not in the workers' check (under 1 %).
+// A coarse clock for this check is not exact (it lagged up to 13 ms here) and bought nothing:
+// issue 12's note has the measurements.
 //
 // Thread safety: immutable after construction; any thread.
 

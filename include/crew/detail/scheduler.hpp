@@ -211,11 +211,13 @@ class scheduler {
       // The rest stays stealable from us, and what we left in the victim's stash from it: each
       // needs its own wake-up, or with three workers or more a parked one could sleep while a
       // job waits behind the victim's running job (found by tests/model/park.pml, config w3).
-      // The stolen jobs were out of sight from the victim's release to our fill's publish (the
-      // ones left behind never were).
-      if (n > 1) announce_stashed();
+      // The stolen jobs were also out of sight from the victim's release to our fill's publish
+      // (the ones left behind never were): `stashed`.
       if (left != 0) announce_stashed();
-      if (n > 1) stashed();
+      if (n > 1) {
+        announce_stashed();
+        stashed();
+      }
       return own.pop(run);
     }
     return false;
