@@ -88,6 +88,9 @@ struct tracked {
 #include <crew/worker_pool.hpp>
 
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -182,9 +185,15 @@ call_cost measure(F&& f) {
 }
 
 // ThreadSanitizer starts a background thread of its own at the first pthread_create: start it
-// before taking a thread-count baseline.
+// before taking a thread-count baseline. join() returns when the kernel clears the thread's tid
+// word, which is before the thread leaves /proc/self/task: a count read right after it saw the
+// joined thread about once in 50 tries here (CI once took a baseline of 2 that way). So wait
+// for the thread's task entry to go.
 inline void start_sanitizer_threads() {
-  std::thread([] {}).join();
+  pid_t tid = 0;
+  std::thread([&tid] { tid = static_cast<pid_t>(::syscall(SYS_gettid)); }).join();
+  const std::string entry = "/proc/self/task/" + std::to_string(tid);
+  eventually([&] { return ::access(entry.c_str(), F_OK) != 0; }, std::chrono::seconds(10));
 }
 inline long rss_kib() { return proc_status_field("VmRSS"); }
 
