@@ -15,8 +15,14 @@
 //       with results; W = 1 is the round trip (submit, get, submit, ...: the latency of a result,
 //       ~1 us per packaged_task round trip elsewhere, says issue 13). Contenders:
 //         crew_submit_task    crew::task_pool::submit_task
+//         crew_submit_task_polled_get  the same, the producer polling each future (yielding)
+//                             before its get(): what a future that spins before it sleeps gives
 //         mutex_packaged_task a mutex + condvar pool of std::packaged_task (bench/mutex_pool.hpp)
 //         std_async           std::async(std::launch::async, f) (a thread per task; fewer tasks)
+//         spin_handoff        the ceiling of any pool here: workers that never sleep, each
+//                             spinning on an SPSC ring of its own (not a usable pool)
+//         future_floor        no pool: the std::promise/std::future work alone, in one thread
+//                             (counters producer_ns and worker_ns; see its comment)
 //       Every std::future costs its std::promise's set_value a futex wake system call (libstdc++
 //       sets the result under std::call_once, glibc's pthread_once wakes unconditionally: ~270 ns
 //       here), the same for every contender.
@@ -34,6 +40,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -163,15 +170,20 @@ void BM_Tasks_Trivial_tbb_task_group(benchmark::State& state) {
 
 // Submits n tasks returning i, `window_size` in flight: submit a window, then get() each of its
 // futures; checks the values.
-template <class Submit>
-void windows(benchmark::State& state, std::size_t n, Submit&& submit, std::size_t window_size) {
+template <class Submit, class BeforeGet = void (*)(std::future<std::uint64_t>&)>
+void windows(
+    benchmark::State& state, std::size_t n, Submit&& submit, std::size_t window_size,
+    BeforeGet before_get = [](std::future<std::uint64_t>&) {}) {
   std::vector<std::future<std::uint64_t>> window;
   window.reserve(window_size);
   std::uint64_t sum = 0;
   for (std::size_t i = 0; i < n; i += window_size) {
     const std::size_t end = i + window_size < n ? i + window_size : n;
     for (std::size_t k = i; k < end; ++k) window.push_back(submit(static_cast<std::uint64_t>(k)));
-    for (auto& f : window) sum += f.get();
+    for (auto& f : window) {
+      before_get(f);
+      sum += f.get();
+    }
     window.clear();
   }
   if (sum != static_cast<std::uint64_t>(n) * (n - 1) / 2) state.SkipWithError("wrong results");
@@ -191,6 +203,25 @@ void BM_Tasks_Result_crew_submit_task(benchmark::State& state) {
     windows(
         state, n, [&](std::uint64_t v) { return pool.submit_task([v] { return v; }).result; },
         window_of(state));
+  });
+}
+
+// crew_submit_task with a get() that polls before it blocks: the producer yields while the
+// future is not ready (wait_for(0s) reads the state without a system call) and calls get() once
+// it is. What a future whose wait spins before it sleeps would give (std::future's blocks at
+// once, and the worker's set_value must then wake it); not something a pool can do for its
+// callers' get().
+void BM_Tasks_Result_crew_submit_task_polled_get(benchmark::State& state) {
+  crew::task_pool pool{{.workers = workers(), .queue_capacity = 1024, .recycle_after = 0}};
+  measure(state, tasks_for(state, kResultTasks, kRoundTrips), [&](std::size_t n) {
+    windows(
+        state, n, [&](std::uint64_t v) { return pool.submit_task([v] { return v; }).result; },
+        window_of(state),
+        [](std::future<std::uint64_t>& f) {
+          while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            std::this_thread::yield();
+          }
+        });
   });
 }
 
@@ -215,6 +246,122 @@ void BM_Tasks_Result_std_async(benchmark::State& state) {
     windows(
         state, n, [](std::uint64_t v) { return std::async(std::launch::async, [v] { return v; }); },
         window_of(state));
+  });
+}
+
+// What every pool that hands results through std::future pays per task, with no pool at all:
+// one thread makes a window of std::promise + std::future pairs (the producer's part, with the
+// get() and destruction of each future), then sets each promise's value and destroys it (the
+// worker's part; set_value's call_once makes its futex wake here as on a worker). Counters, in
+// ns per task: producer_ns, worker_ns. On c cores with one producer, no pool can pass
+// 1 / max(producer_ns, (producer_ns + worker_ns) / c) tasks/s: the bound the ratio goals of
+// BM_Tasks_Result are read against.
+void BM_Tasks_Result_future_floor(benchmark::State& state) {
+  using clock = std::chrono::steady_clock;
+  const std::size_t window_size = window_of(state);
+  std::vector<std::promise<std::uint64_t>> promises;
+  std::vector<std::future<std::uint64_t>> futures;
+  promises.reserve(window_size);
+  futures.reserve(window_size);
+  clock::duration producer{};
+  clock::duration worker{};
+  std::uint64_t sum = 0;
+  std::uint64_t expected = 0;
+  measure(state, kResultTasks, [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; i += window_size) {
+      const std::size_t end = i + window_size < n ? i + window_size : n;
+      const auto t0 = clock::now();
+      for (std::size_t k = i; k < end; ++k) {
+        futures.push_back(promises.emplace_back().get_future());
+      }
+      const auto t1 = clock::now();
+      for (std::size_t k = i; k < end; ++k) promises[k - i].set_value(k);
+      promises.clear();
+      const auto t2 = clock::now();
+      for (auto& f : futures) sum += f.get();
+      futures.clear();
+      const auto t3 = clock::now();
+      producer += (t1 - t0) + (t3 - t2);
+      worker += t2 - t1;
+    }
+    expected += static_cast<std::uint64_t>(n) * (n - 1) / 2;
+  });
+  if (sum != expected) state.SkipWithError("wrong results");
+  const auto per_task = [&](clock::duration d) {
+    return benchmark::Counter(
+        static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()) /
+        static_cast<double>(state.iterations() * kResultTasks));
+  };
+  state.counters["producer_ns"] = per_task(producer);
+  state.counters["worker_ns"] = per_task(worker);
+}
+
+// The most any pool could do with std::future here: `workers()` threads that never sleep, each
+// polling (with a yield: 2 cores, 3 threads) a single-producer single-consumer ring of its own that
+// the producer fills round robin (no lock, no shared claim, no parking, no bound checks beyond the
+// ring). Not a usable pool (its workers burn their cores while idle); the ceiling crew_submit_task
+// is read against.
+class spin_handoff {
+ public:
+  explicit spin_handoff(std::size_t n) : rings_(n) {
+    for (std::size_t w = 0; w < n; ++w) threads_.emplace_back([this, w] { run(rings_[w]); });
+  }
+  spin_handoff(const spin_handoff&) = delete;
+  spin_handoff& operator=(const spin_handoff&) = delete;
+  ~spin_handoff() {
+    stop_.store(true, std::memory_order_release);
+    for (auto& t : threads_) t.join();
+  }
+  std::future<std::uint64_t> submit(std::uint64_t v) {
+    ring& r = rings_[next_++ % rings_.size()];
+    const std::size_t tail = r.tail.load(std::memory_order_relaxed);
+    while (tail - r.head.load(std::memory_order_acquire) == ring_size) cpu_pause();
+    cell& c = r.cells[tail % ring_size];
+    c.promise = std::promise<std::uint64_t>{};
+    c.value = v;
+    auto f = c.promise.get_future();
+    r.tail.store(tail + 1, std::memory_order_release);  // publishes the cell to its worker
+    return f;
+  }
+
+ private:
+  static constexpr std::size_t ring_size = 1024;
+  struct cell {
+    std::promise<std::uint64_t> promise;
+    std::uint64_t value = 0;
+  };
+  struct alignas(64) ring {
+    std::vector<cell> cells = std::vector<cell>(ring_size);
+    alignas(64) std::atomic<std::size_t> head{0};
+    alignas(64) std::atomic<std::size_t> tail{0};
+  };
+  static void cpu_pause() { __builtin_ia32_pause(); }
+  void run(ring& r) {
+    for (std::size_t head = 0;;) {
+      if (r.tail.load(std::memory_order_acquire) == head) {
+        if (stop_.load(std::memory_order_acquire)) return;
+        // Yield, not pause: with more threads than cores, a spinning worker would keep the
+        // producer it waits for off the core.
+        std::this_thread::yield();
+        continue;
+      }
+      cell& c = r.cells[head % ring_size];
+      c.promise.set_value(c.value);
+      { const std::promise<std::uint64_t> done(std::move(c.promise)); }  // drops its reference
+      r.head.store(++head, std::memory_order_release);
+    }
+  }
+  std::vector<ring> rings_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::size_t next_ = 0;
+};
+
+void BM_Tasks_Result_spin_handoff(benchmark::State& state) {
+  spin_handoff pool{workers()};
+  measure(state, tasks_for(state, kResultTasks, kRoundTrips), [&](std::size_t n) {
+    windows(
+        state, n, [&](std::uint64_t v) { return pool.submit(v); }, window_of(state));
   });
 }
 
@@ -245,8 +392,24 @@ void register_all() {
       ->Arg(256)
       ->Arg(1)
       ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Tasks_Result/crew_submit_task_polled_get",
+                               BM_Tasks_Result_crew_submit_task_polled_get)
+      ->ArgName("window")
+      ->Arg(256)
+      ->Arg(1)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("BM_Tasks_Result/mutex_packaged_task",
                                BM_Tasks_Result_mutex_packaged_task)
+      ->ArgName("window")
+      ->Arg(256)
+      ->Arg(1)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Tasks_Result/spin_handoff", BM_Tasks_Result_spin_handoff)
+      ->ArgName("window")
+      ->Arg(256)
+      ->Arg(1)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Tasks_Result/future_floor", BM_Tasks_Result_future_floor)
       ->ArgName("window")
       ->Arg(256)
       ->Arg(1)
