@@ -63,6 +63,8 @@ struct open_at_exit {
   explicit open_at_exit(gate& to_open) : g(to_open) {}
   open_at_exit(const open_at_exit&) = delete;
   open_at_exit& operator=(const open_at_exit&) = delete;
+  open_at_exit(open_at_exit&&) = delete;
+  open_at_exit& operator=(open_at_exit&&) = delete;
   ~open_at_exit() { g.open(); }
 };
 
@@ -113,6 +115,7 @@ TEST(Elastic, NeverMoreWorkersThanTheLimitUnderBurstsFromSeveralProducers) {
                                 },
                                 o};
     std::vector<std::thread> producers;
+    producers.reserve(3);
     for (int p = 0; p < 3; ++p) {
       producers.emplace_back([&, p] {
         for (int burst = 0; burst < 20; ++burst) {
@@ -161,7 +164,6 @@ TEST(Elastic, IdleWorkersExpireBackToMinWorkersAndTheThreadBaseline) {
         << "floor " << floor << ": threads " << crew_test::thread_count() << ", baseline "
         << before;
     // And it grows again for the next job.
-    std::atomic<int> later{0};
     release.open();
     ASSERT_EQ(pool.submit(9), crew::submit_status::accepted);
     pool.wait_idle();
@@ -183,10 +185,10 @@ TEST(Elastic, GrowthAndExpiryRacingShutdownLoseNothing) {
     const int mode = round % 3;
     std::vector<std::atomic<int>> seen(4000);
     std::atomic<std::uint64_t> accepted{0};
-    auto o = elastic(round % 2, 3, std::chrono::milliseconds(round % 3));
+    auto o = elastic(static_cast<std::size_t>(round % 2), 3, std::chrono::milliseconds(round % 3));
     crew::shutdown_report<int> report;
     {
-      crew::worker_pool<int> pool{[&](int n, std::stop_token) {
+      crew::worker_pool<int> pool{[&](int n, const std::stop_token&) {
                                     seen[static_cast<std::size_t>(n)].fetch_add(1);
                                     if (n % 13 == 0) std::this_thread::sleep_for(50us);
                                   },
@@ -246,7 +248,7 @@ struct own_state {
     if (std::this_thread::get_id() != home) destroyed_elsewhere->fetch_add(1);
     live_instances->fetch_sub(1);
   }
-  void operator()(int) {
+  void operator()(int /*job*/) {
     ++calls;
     if (std::this_thread::get_id() != home) wrong_thread->fetch_add(1);
   }
@@ -336,7 +338,7 @@ TEST(Hooks, RunInPairsOnTheWorkerThreadAroundTheHandler) {
     ~logging_handler() {
       if (log) log("destroyed");
     }
-    void operator()(int) const {}
+    void operator()(int /*job*/) const {}
   };
   {
     crew::pool_options<int> o{.workers = 2, .recycle_after = 3};
@@ -405,7 +407,7 @@ TEST(Hooks, ALaterStartThatFailsGoesToOnErrorAndLosesNoJob) {
   std::atomic<int> ran{0};
   std::atomic<int> failures_left{1};
   crew::pool_options<int> o{.workers = 1, .recycle_after = 1};
-  o.on_error = [&](std::exception_ptr) { errors.fetch_add(1); };
+  o.on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); };
   crew::worker_pool<int> pool{crew::per_worker([&](const crew::worker_info& w) {
                                 if (w.generation > 0 && failures_left.fetch_sub(1) > 0) {
                                   throw std::runtime_error("flaky");
@@ -425,7 +427,7 @@ TEST(Hooks, ALaterStartThatFailsGoesToOnErrorAndLosesNoJob) {
 TEST(Hooks, APoolThatCannotStartAnyWorkerHandsItsJobsBackInsteadOfHanging) {
   std::atomic<int> errors{0};
   crew::pool_options<int> o{.workers = 2, .recycle_after = 1};
-  o.on_error = [&](std::exception_ptr) { errors.fetch_add(1); };
+  o.on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); };
   crew::worker_pool<int> pool{crew::per_worker([](const crew::worker_info& w) {
                                 if (w.generation > 0) throw std::runtime_error("gone");
                                 return [](int) {};
@@ -448,7 +450,7 @@ TEST(Hooks, AThrowingStopHookGoesToOnError) {
   std::atomic<int> errors{0};
   {
     crew::pool_options<int> o{.workers = 2};
-    o.on_error = [&](std::exception_ptr) { errors.fetch_add(1); };
+    o.on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); };
     o.on_worker_stop = [](const crew::worker_info&) { throw std::runtime_error("stop"); };
     crew::worker_pool<int> pool{[](int) {}, o};
   }
@@ -502,7 +504,7 @@ TEST(Expiry, OnExpireThatThrowsGoesToOnErrorAndTheJobStillCounts) {
   crew::pool_options<int> o{.workers = 1};
   o.max_queue_wait = 1ms;
   o.on_expire = [](int&&) { throw std::runtime_error("expire"); };
-  o.on_error = [&](std::exception_ptr) { errors.fetch_add(1); };
+  o.on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); };
   crew::worker_pool<int> pool{[&](int n) {
                                 started.fetch_add(1);
                                 if (n == 0) release.wait();
