@@ -35,6 +35,7 @@
 //        --benchmark_report_aggregates_only=true --benchmark_format=json
 
 #include <crew/concurrency.hpp>
+#include <crew/detail/wait.hpp>  // cpu_relax
 #include <crew/task.hpp>
 
 #include <benchmark/benchmark.h>
@@ -314,8 +315,10 @@ class spin_handoff {
   }
   std::future<std::uint64_t> submit(std::uint64_t v) {
     ring& r = rings_[next_++ % rings_.size()];
+    // relaxed: the producer is the only writer of tail. acquire on head: the worker is done
+    // with the cell (its promise released) before the producer reuses it.
     const std::size_t tail = r.tail.load(std::memory_order_relaxed);
-    while (tail - r.head.load(std::memory_order_acquire) == ring_size) cpu_pause();
+    while (tail - r.head.load(std::memory_order_acquire) == ring_size) crew::detail::cpu_relax();
     cell& c = r.cells[tail % ring_size];
     c.promise = std::promise<std::uint64_t>{};
     c.value = v;
@@ -335,10 +338,11 @@ class spin_handoff {
     alignas(64) std::atomic<std::size_t> head{0};
     alignas(64) std::atomic<std::size_t> tail{0};
   };
-  static void cpu_pause() { __builtin_ia32_pause(); }
   void run(ring& r) {
     for (std::size_t head = 0;;) {
+      // acquire: pairs with submit's release of tail (the cell's promise and value).
       if (r.tail.load(std::memory_order_acquire) == head) {
+        // acquire/release with the destructor: a flag only; every cell was taken by then.
         if (stop_.load(std::memory_order_acquire)) return;
         // Yield, not pause: with more threads than cores, a spinning worker would keep the
         // producer it waits for off the core.
@@ -348,7 +352,7 @@ class spin_handoff {
       cell& c = r.cells[head % ring_size];
       c.promise.set_value(c.value);
       { const std::promise<std::uint64_t> done(std::move(c.promise)); }  // drops its reference
-      r.head.store(++head, std::memory_order_release);
+      r.head.store(++head, std::memory_order_release);  // the cell is free for the producer
     }
   }
   std::vector<ring> rings_;
