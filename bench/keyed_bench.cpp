@@ -18,7 +18,12 @@
 //       operator new per job during the iteration: bench/alloc_counter.hpp).
 //   BM_Keyed_Zipf/<c>      100,000 jobs of ~1 us of computation each over 100,000 keys drawn
 //       from Zipf(s = 1.1) (the draw is fixed, made once); makespan (manual time: first submit
-//       to last completion), items_per_second and makespan_ms.
+//       to last completion), items_per_second and makespan_ms; the floors ideal_ms (total work
+//       over the workers, or the hottest key's work if longer), shard_bound_ms (the sharded
+//       pool's busiest shard) and makespan_over_ideal, from the draw and the cost of one job
+//       measured at startup on one thread (JSON context keyed_compute_job_ns). With 2 workers
+//       the busiest shard holds 55.7% of the jobs (shard_bound = 1.11 x ideal); with 8 it
+//       would hold 23.1% (1.85 x), so the sharded pool's handicap grows with the worker count.
 //   BM_Keyed_HotKey/<c>/hot:<0|1>   cold keys' queue wait with and without a hot key: with
 //       hot:1, 100,000 jobs of ~1 us on key 0 are submitted first (a backlog of ~100 ms for the
 //       one worker key 0 may hold); then, with both, 2,000 trivial jobs on 1,000 other keys, one
@@ -90,6 +95,9 @@ struct run_state {
   std::vector<std::uint32_t> next_seq;  // per key; plain: ordered by the contender
   std::atomic<std::uint64_t> disorder{0};
   std::atomic<std::uint64_t> done{0};
+  std::atomic<std::uint64_t> target{0};  // the `done` count that ends the round (expect())
+  std::mutex m;                          // with `finished`: the producer sleeps until the round
+  std::condition_variable finished;      // ends, so it takes no core from the workers
   std::atomic<std::int64_t> last_end_ns{0};
   std::vector<std::int64_t> waits;  // HotKey: cold job i's submit-to-start, written by that job
   kind what = kind::trivial;
@@ -105,6 +113,7 @@ std::uint64_t spin(std::int64_t rounds) {
   return x;
 }
 std::int64_t g_rounds_1us = 0;  // calibrated at startup
+double g_compute_job_ns = 0;    // one compute job's cost on one thread, measured at startup
 
 void run_job(const job& j) {
   run_state& r = *g_run;
@@ -118,8 +127,14 @@ void run_job(const job& j) {
     }
   }
   r.last_end_ns.store(now_ns(), std::memory_order_relaxed);
-  // Release: the job's writes are visible to the producer's acquire load of `done`.
-  r.done.fetch_add(1, std::memory_order_release);
+  // Release: the job's writes are visible to the producer's acquire load of `done`. The job
+  // that ends the round wakes the producer (relaxed target: expect() stored it before the
+  // round's first submit, which the pool orders before this job).
+  if (r.done.fetch_add(1, std::memory_order_release) + 1 ==
+      r.target.load(std::memory_order_relaxed)) {
+    const std::lock_guard lock(r.m);
+    r.finished.notify_all();
+  }
 }
 
 struct job_handler {
@@ -276,13 +291,18 @@ std::vector<std::uint32_t> zipf_keys(std::size_t n, std::uint32_t key_count, dou
   return out;
 }
 
+// Before a round's first submit: the round ends when `done` reaches `target`.
+void expect(std::uint64_t target) { g_run->target.store(target, std::memory_order_relaxed); }
+
+// Sleeps until the round expect() named has run (false after 120 s). The producer sleeps rather
+// than polls: on 2 cores a polling producer takes CPU from the workers (the Zipf makespan of
+// crew_keyed moved between ~64 and ~80 ms with the producer's CPU at 7 or 30 ms, when this
+// loop yielded instead).
 bool wait_done(std::uint64_t target) {
-  const auto limit = clock_type::now() + 120s;
-  while (g_run->done.load(std::memory_order_acquire) < target) {
-    if (clock_type::now() > limit) return false;
-    std::this_thread::yield();
-  }
-  return true;
+  run_state& r = *g_run;
+  std::unique_lock lock(r.m);
+  return r.finished.wait_for(lock, 120s,
+                             [&] { return r.done.load(std::memory_order_acquire) >= target; });
 }
 
 // Checks after the contender's destructor ran everything: every job exactly once, in order.
@@ -314,6 +334,7 @@ void bm_uniform(benchmark::State& state) {
     for (auto _ : state) {
       std::fill(r.next_seq.begin(), r.next_seq.end(), 0);  // a new round of the same stream
       const std::uint64_t before = crew_bench::g_news.load();
+      expect(submitted + jobs.size());
       for (const job& j : jobs) c.submit(j);
       submitted += jobs.size();
       if (!wait_done(submitted)) {
@@ -344,6 +365,7 @@ void bm_zipf(benchmark::State& state) {
     for (auto _ : state) {
       std::fill(r.next_seq.begin(), r.next_seq.end(), 0);
       const std::int64_t start = now_ns();
+      expect(submitted + jobs.size());
       for (const job& j : jobs) c.submit(j);
       submitted += jobs.size();
       if (!wait_done(submitted)) {
@@ -357,7 +379,29 @@ void bm_zipf(benchmark::State& state) {
   }
   if (!check(state, r, submitted)) return;
   state.SetItemsProcessed(static_cast<std::int64_t>(submitted));
-  state.counters["makespan_ms"] = makespan_ms / static_cast<double>(state.iterations());
+  const double mean_ms = makespan_ms / static_cast<double>(state.iterations());
+  state.counters["makespan_ms"] = mean_ms;
+  // The floors, from the draw and the measured cost of one job (submits counted as free):
+  // ideal_ms, a work-conserving scheduler's (the total work over the workers, or the hottest
+  // key's work when that is longer: a key's jobs run one at a time); shard_bound_ms, the
+  // sharded pool's (its busiest shard's work: the same hash as the sharded contender).
+  const std::size_t w = workers();
+  std::vector<std::uint64_t> per_key(keys, 0);
+  std::vector<std::uint64_t> per_shard(w, 0);
+  for (const job& j : jobs) {
+    ++per_key[j.key];
+    ++per_shard[static_cast<std::size_t>(((std::uint64_t{j.key} * 0x9E3779B97F4A7C15ULL) >> 32) %
+                                         w)];
+  }
+  const double job_ms = g_compute_job_ns * 1e-6;
+  const double hottest = static_cast<double>(*std::max_element(per_key.begin(), per_key.end()));
+  const double ideal_ms =
+      std::max(static_cast<double>(jobs.size()) / static_cast<double>(w), hottest) * job_ms;
+  const double shard_ms =
+      static_cast<double>(*std::max_element(per_shard.begin(), per_shard.end())) * job_ms;
+  state.counters["ideal_ms"] = ideal_ms;
+  state.counters["shard_bound_ms"] = shard_ms;
+  state.counters["makespan_over_ideal"] = mean_ms / ideal_ms;
 }
 
 template <class C>
@@ -377,6 +421,7 @@ void bm_hot_key(benchmark::State& state) {
     C c(workers(), 131072, keys);
     for (auto _ : state) {
       std::fill(r.next_seq.begin(), r.next_seq.end(), 0);
+      expect(submitted + (hot ? backlog : 0) + cold);
       if (hot) {
         for (std::uint32_t i = 0; i < backlog; ++i) c.submit(job{0, i, -1});
         submitted += backlog;
@@ -419,6 +464,7 @@ void bm_memory(benchmark::State& state) {
     crew_bench::reset_heap_peak();
     {
       C c(workers(), 4096, keys);
+      expect(submitted + keys);
       for (std::uint32_t k = 0; k < keys; ++k) c.submit(job{k, 0, 0});
       submitted += keys;
       if (!wait_done(submitted)) {
@@ -459,6 +505,22 @@ void calibrate() {
   }
   g_rounds_1us = std::max<std::int64_t>(1, std::llround(1000.0 * probe / best));
   benchmark::AddCustomContext("keyed_work_rounds_1us", std::to_string(g_rounds_1us));
+  // The cost of one whole compute job (run_job: the order check, the work, the end stamp) on
+  // one thread, best of 7 runs of 2,000 jobs on distinct keys: Zipf's bounds use it.
+  run_state r;
+  r.what = kind::compute;
+  r.next_seq.assign(2000, 0);
+  run_state* const saved = g_run;
+  g_run = &r;
+  best = 1e30;
+  for (std::uint32_t round = 0; round < 7; ++round) {
+    const std::int64_t t = now_ns();
+    for (std::uint32_t k = 0; k < 2000; ++k) run_job({k, round, 0});
+    best = std::min(best, static_cast<double>(now_ns() - t) / 2000.0);
+  }
+  g_run = saved;
+  g_compute_job_ns = best;
+  benchmark::AddCustomContext("keyed_compute_job_ns", std::to_string(g_compute_job_ns));
 }
 
 }  // namespace

@@ -140,19 +140,33 @@ struct asio_contender {
 #endif
 
 #if CREW_HAVE_MOODYCAMEL
-// A pool as moodycamel's author suggests: BlockingConcurrentQueue (unbounded), workers dequeue
-// in bulk with a consumer token. Stopped by one sentinel (INT64_MIN) per worker.
-struct moodycamel_contender {
-  static constexpr const char* name = "moodycamel_pool";
+// A pool as moodycamel's author suggests: BlockingConcurrentQueue, workers dequeue in bulk with
+// a consumer token. Stopped by one sentinel (INT64_MIN) per worker.
+//   moodycamel_pool      unbounded: the producer never waits.
+//   moodycamel_bounded   bounded like crew's (1,024 queued jobs), the way a moodycamel user adds
+//                        a bound: a LightweightSemaphore of free places that a producer waits on
+//                        before it enqueues and a worker signals for each job it dequeues (so,
+//                        like crew, a place is free once its job is taken, before it runs). The
+//                        sentinels bypass the bound. A bounded crew against a bounded peer.
+template <bool Bounded>
+struct moodycamel_pool_contender {
+  static constexpr const char* name = Bounded ? "moodycamel_bounded" : "moodycamel_pool";
   static constexpr std::int64_t stop = INT64_MIN;
-  moodycamel_contender(std::size_t workers, job_fn fn) {
+  static constexpr std::size_t capacity = 1024;  // Bounded only
+  using places_count = moodycamel::LightweightSemaphore::ssize_t;
+  moodycamel_pool_contender(std::size_t workers, job_fn fn)
+      : places(Bounded ? static_cast<places_count>(capacity) : 0) {
     for (std::size_t i = 0; i < workers; ++i) {
       threads.emplace_back([this, fn] {
         moodycamel::ConsumerToken token(queue);
         std::int64_t items[64];
         std::size_t stops = 0;
-        while (stops == 0) {
-          const std::size_t n = queue.wait_dequeue_bulk(token, items, 64);
+        const auto run = [&](std::size_t n) {
+          if constexpr (Bounded) {
+            places_count jobs = 0;
+            for (std::size_t k = 0; k < n; ++k) jobs += items[k] == stop ? 0 : 1;
+            if (jobs != 0) places.signal(jobs);
+          }
           for (std::size_t k = 0; k < n; ++k) {
             if (items[k] == stop) {
               ++stops;
@@ -160,33 +174,32 @@ struct moodycamel_contender {
               fn(items[k]);
             }
           }
-        }
+        };
+        while (stops == 0) run(queue.wait_dequeue_bulk(token, items, 64));
         // A bulk dequeue may take another worker's sentinel too: give the extra ones back.
         // Every producer finished before the destructor sent the sentinels, so what is left
         // in the queue now is visible: run it before leaving.
-        for (std::size_t n; (n = queue.try_dequeue_bulk(token, items, 64)) != 0;) {
-          for (std::size_t k = 0; k < n; ++k) {
-            if (items[k] == stop) {
-              ++stops;
-            } else {
-              fn(items[k]);
-            }
-          }
-        }
+        for (std::size_t n; (n = queue.try_dequeue_bulk(token, items, 64)) != 0;) run(n);
         for (std::size_t k = 1; k < stops; ++k) queue.enqueue(stop);
       });
     }
   }
-  moodycamel_contender(const moodycamel_contender&) = delete;
-  moodycamel_contender& operator=(const moodycamel_contender&) = delete;
-  ~moodycamel_contender() {
+  moodycamel_pool_contender(const moodycamel_pool_contender&) = delete;
+  moodycamel_pool_contender& operator=(const moodycamel_pool_contender&) = delete;
+  ~moodycamel_pool_contender() {
     for (std::size_t i = 0; i < threads.size(); ++i) queue.enqueue(stop);
     for (auto& t : threads) t.join();
   }
-  void submit(std::int64_t s) { queue.enqueue(s); }
+  void submit(std::int64_t s) {
+    if constexpr (Bounded) places.wait();
+    queue.enqueue(s);
+  }
   moodycamel::BlockingConcurrentQueue<std::int64_t> queue;
+  moodycamel::LightweightSemaphore places;
   std::vector<std::thread> threads;
 };
+using moodycamel_contender = moodycamel_pool_contender<false>;
+using moodycamel_bounded_contender = moodycamel_pool_contender<true>;
 #endif
 
 template <class F>
@@ -195,6 +208,7 @@ void for_each_contender(F&& f) {
   f.template operator()<mutex_contender>();
 #if CREW_HAVE_MOODYCAMEL
   f.template operator()<moodycamel_contender>();
+  f.template operator()<moodycamel_bounded_contender>();
 #endif
 #if CREW_HAVE_TBB
   f.template operator()<tbb_contender>();

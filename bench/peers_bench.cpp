@@ -1,7 +1,8 @@
 // peers_bench: crew::worker_pool against what a C++ user would otherwise pick, in one binary so
 // the ratios come from one run (GitHub issue 6). The contenders are the shared ones of
 // bench/peers.hpp: crew, the mutex + condvar pool (bench/mutex_pool.hpp), a pool on moodycamel's
-// BlockingConcurrentQueue (bulk dequeue), oneTBB (task_arena + task_group), Boost.Asio
+// BlockingConcurrentQueue (bulk dequeue; unbounded, and bounded at 1,024 like crew by a
+// semaphore: moodycamel_bounded), oneTBB (task_arena + task_group), Boost.Asio
 // thread_pool, and one std::thread per job. Peers missing at configure time are skipped (their
 // benchmarks are not registered; CMake says so). Every contender runs with
 // workers = crew::hardware_workers() and runs its jobs through the same plain function pointer;

@@ -48,7 +48,8 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Charts and tables list contenders in this order; names not listed follow in order of appearance.
 CONTENDER_ORDER = ("crew", "crew_bulk", "crew_off", "crew_respawn", "crew_trim", "mutex_condvar",
-                   "moodycamel_pool", "onetbb", "asio_thread_pool", "thread_per_job")
+                   "moodycamel_pool", "moodycamel_bounded", "onetbb", "asio_thread_pool",
+                   "thread_per_job")
 
 # What each contender name stands for, listed under the tables.
 DESCRIPTIONS = {
@@ -59,6 +60,7 @@ DESCRIPTIONS = {
     "crew_trim": "crew::worker_pool, recycle_mode::trim",
     "mutex_condvar": "mutex + condvar pool (bench/mutex_pool.hpp)",
     "moodycamel_pool": "pool on moodycamel BlockingConcurrentQueue (bulk dequeue, unbounded)",
+    "moodycamel_bounded": "the same pool bounded at 1,024 jobs by a moodycamel LightweightSemaphore",
     "onetbb": "oneTBB task_arena + task_group",
     "asio_thread_pool": "Boost.Asio thread_pool",
     "thread_per_job": "one std::thread per job",
