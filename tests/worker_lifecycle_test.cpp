@@ -221,6 +221,35 @@ TEST(Elastic, GrowthAndExpiryRacingShutdownLoseNothing) {
   }
 }
 
+// A drain that finds no live worker while an elastic worker is retiring: the retiring worker,
+// seeing the second job, resumes (raises the live count), then sees the shutdown and leaves
+// again; the drain's last-resort start, racing it for the count, gave up, and the drain turned
+// into an abort that handed the job back (found by the keyed fuzzer in CI: pool of one worker,
+// min_workers 0, idle_timeout 0). Each round: the first job starts the one worker, the second
+// arrives about when it retires, the drain right after. Every job must run, none come back.
+TEST(Elastic, ADrainRacingARetiringWorkerHandsNothingBack) {
+  std::mt19937 rng(2026);
+  const int rounds = crew_test::under_tsan || crew_test::under_asan ? 400 : 3000;
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<int> ran{0};
+    crew::shutdown_report<int> report;
+    {
+      crew::worker_pool<int> pool{[&](int) { ran.fetch_add(1); }, elastic(0, 1, 0ms)};
+      ASSERT_EQ(pool.submit(1), crew::submit_status::accepted);
+      const auto pause = std::chrono::nanoseconds(rng() % 40'000);
+      const auto until = std::chrono::steady_clock::now() + pause;
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      ASSERT_EQ(pool.submit(2), crew::submit_status::accepted);
+      report = pool.shutdown(crew::shutdown_mode::drain);
+    }
+    ASSERT_TRUE(report.handed_back.empty())
+        << "round " << round << ": a drain handed back " << report.handed_back.size() << " job(s)";
+    ASSERT_TRUE(report.drained) << "round " << round;
+    ASSERT_EQ(ran.load(), 2) << "round " << round;
+  }
+}
+
 // ---- per-worker handlers ------------------------------------------------------------------------
 
 // A handler with unsynchronised state: TSan reports a race if two threads ever call one instance.

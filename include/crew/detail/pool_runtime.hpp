@@ -472,25 +472,44 @@ class pool_runtime {
   // Waits (until `deadline`) for every worker to leave and no start to be in flight; a drain
   // found with jobs left and no worker gets up to two last-resort starts, then an abort. False
   // at the deadline.
+  //
+  // A start that neither starts nor fails lost a race, not a start: a retiring worker resuming
+  // for a job (worker_set::resume raises the count, sees the shutdown, lowers it), or a growth
+  // begun before the drain, held the count or the flag. Look again rather than abort (the keyed
+  // fuzzer's CI find: a drain handed an accepted job back). Bounded: each race needs a worker
+  // retiring or a start begun before the shutdown.
   template <class Pool>
   bool settle_workers(Pool& pool, steady_time deadline) {
     int last_resorts = 0;
+    int races = 0;
     for (;;) {
       if (!workers_.wait_all_exited(deadline)) return false;
       while (workers_.start_in_flight())
         std::this_thread::sleep_for(std::chrono::microseconds(100));
       if (workers_.live() != 0) continue;
       if (phase() == phase_aborting || is_idle(pool)) return true;
-      if (last_resorts++ < 2 && std::chrono::steady_clock::now() < deadline &&
-          workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
-                        [this](std::exception_ptr e) noexcept { report_error(e); },
-                        true) == growth::started) {
-        continue;
+      if (last_resorts < 2 && std::chrono::steady_clock::now() < deadline) {
+        bool failed = false;
+        const growth g = workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
+                                       [this, &failed](std::exception_ptr e) noexcept {
+                                         failed = true;
+                                         report_error(e);
+                                       },
+                                       true);
+        if (g == growth::started) {
+          ++last_resorts;
+          continue;
+        }
+        if (!failed && ++races < max_settle_races) {
+          std::this_thread::yield();
+          continue;
+        }
       }
       pool.begin_shutdown(phase_aborting);  // no worker can drain it: hand the jobs back
       return true;
     }
   }
+  static constexpr int max_settle_races = 1000;
 
   // One growth attempt for `waiting` jobs (see after_accept), unless the free workers cover
   // them, the pool is shutting down, or starts are backing off after a failure.
