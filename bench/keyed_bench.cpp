@@ -150,6 +150,13 @@ struct crew_keyed {
   crew::keyed_pool<std::uint32_t, job, job_handler> pool;
 };
 
+// The bucket of `key` among `shards` single-worker pools (the sharded contender, and the Zipf
+// workload's bound for it).
+std::size_t shard_of(std::uint32_t key, std::size_t shards) {
+  const std::uint64_t h = std::uint64_t{key} * 0x9E3779B97F4A7C15ULL;
+  return static_cast<std::size_t>((h >> 32) % shards);
+}
+
 struct sharded {
   static constexpr const char* name = "sharded";
   sharded(std::size_t w, std::size_t capacity, std::uint32_t /*keys*/) {
@@ -158,10 +165,7 @@ struct sharded {
           job_handler{}, crew::pool_options<job>{.workers = 1, .queue_capacity = capacity}));
     }
   }
-  void submit(const job& j) {
-    const std::uint64_t h = std::uint64_t{j.key} * 0x9E3779B97F4A7C15ULL;
-    (void)shards[static_cast<std::size_t>((h >> 32) % shards.size())]->submit(job{j});
-  }
+  void submit(const job& j) { (void)shards[shard_of(j.key, shards.size())]->submit(job{j}); }
   std::vector<std::unique_ptr<crew::worker_pool<job, job_handler>>> shards;
 };
 
@@ -295,9 +299,8 @@ std::vector<std::uint32_t> zipf_keys(std::size_t n, std::uint32_t key_count, dou
 void expect(std::uint64_t target) { g_run->target.store(target, std::memory_order_relaxed); }
 
 // Sleeps until the round expect() named has run (false after 120 s). The producer sleeps rather
-// than polls: on 2 cores a polling producer takes CPU from the workers (the Zipf makespan of
-// crew_keyed moved between ~64 and ~80 ms with the producer's CPU at 7 or 30 ms, when this
-// loop yielded instead).
+// than polls: on 2 cores a polling producer takes CPU from the workers (the sharded pool's
+// producer spent ~5 ms of CPU a Zipf round when this loop yielded, ~2.3 ms asleep).
 bool wait_done(std::uint64_t target) {
   run_state& r = *g_run;
   std::unique_lock lock(r.m);
@@ -384,14 +387,13 @@ void bm_zipf(benchmark::State& state) {
   // The floors, from the draw and the measured cost of one job (submits counted as free):
   // ideal_ms, a work-conserving scheduler's (the total work over the workers, or the hottest
   // key's work when that is longer: a key's jobs run one at a time); shard_bound_ms, the
-  // sharded pool's (its busiest shard's work: the same hash as the sharded contender).
+  // sharded pool's (its busiest shard's work, by shard_of).
   const std::size_t w = workers();
   std::vector<std::uint64_t> per_key(keys, 0);
   std::vector<std::uint64_t> per_shard(w, 0);
   for (const job& j : jobs) {
     ++per_key[j.key];
-    ++per_shard[static_cast<std::size_t>(((std::uint64_t{j.key} * 0x9E3779B97F4A7C15ULL) >> 32) %
-                                         w)];
+    ++per_shard[shard_of(j.key, w)];
   }
   const double job_ms = g_compute_job_ns * 1e-6;
   const double hottest = static_cast<double>(*std::max_element(per_key.begin(), per_key.end()));
