@@ -488,6 +488,13 @@ TEST(Hooks, AThrowingStopHookGoesToOnError) {
 
 // ---- job expiry ---------------------------------------------------------------------------------
 
+// The expiry tests' bound, and how long they let the jobs meant to expire wait. The bound must
+// exceed any wait of the jobs meant to run (a parked worker's wake-up included): under TSan on a
+// loaded 2-core machine, with a bound of 1 ms, the first job of
+// OnExpireThatThrowsGoesToOnErrorAndTheJobStillCounts expired before its worker woke.
+constexpr auto expiry_bound = 50ms;
+constexpr auto past_expiry = 200ms;
+
 TEST(Expiry, JobsThatWaitedTooLongGoToOnExpireAndAreCounted) {
   gate release;
   std::atomic<int> started{0};
@@ -495,7 +502,7 @@ TEST(Expiry, JobsThatWaitedTooLongGoToOnExpireAndAreCounted) {
   std::vector<int> expired;
   std::mutex m;
   crew::pool_options<int> o{.workers = 1};
-  o.max_queue_wait = 5ms;
+  o.max_queue_wait = expiry_bound;
   o.on_expire = [&](int&& n) {
     const std::lock_guard lock(m);
     expired.push_back(n);
@@ -511,7 +518,7 @@ TEST(Expiry, JobsThatWaitedTooLongGoToOnExpireAndAreCounted) {
   ASSERT_EQ(pool.submit(0), crew::submit_status::accepted);
   ASSERT_TRUE(eventually([&] { return started.load() == 1; }));
   for (int i = 1; i <= 5; ++i) ASSERT_EQ(pool.submit(int{i}), crew::submit_status::accepted);
-  std::this_thread::sleep_for(30ms);  // they wait past max_queue_wait behind job 0
+  std::this_thread::sleep_for(past_expiry);  // they wait past max_queue_wait behind job 0
   release.open();
   pool.wait_idle();
   ASSERT_EQ(pool.submit(6), crew::submit_status::accepted);  // a fresh one runs
@@ -531,7 +538,7 @@ TEST(Expiry, OnExpireThatThrowsGoesToOnErrorAndTheJobStillCounts) {
   std::atomic<int> errors{0};
   std::atomic<int> started{0};
   crew::pool_options<int> o{.workers = 1};
-  o.max_queue_wait = 1ms;
+  o.max_queue_wait = expiry_bound;
   o.on_expire = [](int&&) { throw std::runtime_error("expire"); };
   o.on_error = [&](const std::exception_ptr&) { errors.fetch_add(1); };
   crew::worker_pool<int> pool{[&](int n) {
@@ -543,7 +550,7 @@ TEST(Expiry, OnExpireThatThrowsGoesToOnErrorAndTheJobStillCounts) {
   ASSERT_EQ(pool.submit(0), crew::submit_status::accepted);
   ASSERT_TRUE(eventually([&] { return started.load() == 1; }));
   ASSERT_EQ(pool.submit(1), crew::submit_status::accepted);
-  std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(past_expiry);
   release.open();
   const auto report = pool.shutdown();
   EXPECT_TRUE(report.drained);
@@ -558,7 +565,7 @@ TEST(Expiry, KeyedExpiryKeepsTheKeysOrder) {
   std::mutex m;
   std::vector<std::string> order;
   crew::pool_options<int> o{.workers = 2};
-  o.max_queue_wait = 5ms;
+  o.max_queue_wait = expiry_bound;
   o.on_expire = [&](int&& n) {
     const std::lock_guard lock(m);
     order.push_back("x" + std::to_string(n));
@@ -574,7 +581,7 @@ TEST(Expiry, KeyedExpiryKeepsTheKeysOrder) {
   ASSERT_EQ(pool.submit(7, 0), crew::submit_status::accepted);
   ASSERT_TRUE(eventually([&] { return started.load() == 1; }));
   for (int i = 1; i <= 3; ++i) ASSERT_EQ(pool.submit(7, int{i}), crew::submit_status::accepted);
-  std::this_thread::sleep_for(30ms);
+  std::this_thread::sleep_for(past_expiry);
   for (int i = 4; i <= 5; ++i) ASSERT_EQ(pool.submit(7, int{i}), crew::submit_status::accepted);
   release.open();
   pool.wait_idle();
