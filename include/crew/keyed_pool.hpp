@@ -238,7 +238,6 @@ class keyed_pool {
   pool_stats stats() const noexcept {
     pool_stats s = rt_.stats();
     s.capacity = table_.capacity();
-    s.blocked_producers += key_room_.blocked();
     s.active_keys = table_.active_keys();
     rt_.settle(s, table_.accepted());
     return s;
@@ -270,7 +269,7 @@ class keyed_pool {
                options_.max_per_key != 0, "crew::keyed_pool"),
         sched_(table_.capacity() + options_.workers, options_.workers, "crew::keyed_pool"),
         job_stashes_(std::make_unique<worker_jobs[]>(options_.workers)),
-        key_room_(0) {
+        key_room_(0, rt_.room()) {
     rt_.start(*this);
   }
 
@@ -539,8 +538,9 @@ class keyed_pool {
   table_type table_;
   detail::scheduler<std::uint32_t> sched_;  // the run queue of key entries
   std::unique_ptr<worker_jobs[]> job_stashes_;
-  detail::room_gate key_room_;  // producers waiting for room in their key (max_per_key)
-  std::mutex collect_mutex_;    // shutdowns collecting at once
+  // Producers waiting for room in their key (max_per_key), counted as blocked in rt_.room().
+  detail::room_gate key_room_;
+  std::mutex collect_mutex_;  // shutdowns collecting at once
   // Jobs collected from the job stashes, with their entries; those before stolen_done_ are
   // handed back already (a Key copy threw after them). Guarded by collect_mutex_.
   std::vector<std::pair<std::uint32_t, Job>> stolen_;

@@ -38,7 +38,19 @@ class room_gate {
  public:
   static constexpr std::chrono::microseconds retry_sleep{20};
 
-  explicit room_gate(std::size_t low_water) noexcept : low_water_(low_water) {}
+  explicit room_gate(std::size_t low_water) noexcept
+      : low_water_(low_water), blocked_(own_blocked_) {}
+  // A gate whose blocked producers count in `shared`'s count (a keyed pool's key gate, in the
+  // pool's gate): a producer that moves from one gate's wait to the other's is counted once,
+  // so a snapshot never counts it twice (reading two counts, one before it left the first and
+  // one after it entered the second, did). `shared` must outlive this gate.
+  room_gate(std::size_t low_water, room_gate& shared) noexcept
+      : low_water_(low_water), blocked_(shared.own_blocked_) {}
+  room_gate(const room_gate&) = delete;
+  room_gate& operator=(const room_gate&) = delete;
+  room_gate(room_gate&&) = delete;
+  room_gate& operator=(room_gate&&) = delete;
+  ~room_gate() = default;
 
   // Waits (polling briefly, then asleep) until `size()` <= the low-water mark, `closed()`, the
   // deadline passes or the token is stopped. `size` and `closed` must be seq_cst loads (the
@@ -105,13 +117,15 @@ class room_gate {
     return inside_.load(std::memory_order_seq_cst);
   }
 
-  // Producers blocked right now (stats; relaxed: a snapshot). Thread-safe.
+  // Producers blocked right now, in this gate and any gate sharing its count (stats; relaxed: a
+  // snapshot). Thread-safe.
   std::uint32_t blocked() const noexcept { return blocked_.load(std::memory_order_relaxed); }
 
  private:
   std::size_t low_water_;
   eventcount waiters_;  // on its own line: every claim reads it
-  alignas(cache_line_size) std::atomic<std::uint32_t> blocked_{0};
+  alignas(cache_line_size) std::atomic<std::uint32_t> own_blocked_{0};
+  std::atomic<std::uint32_t>& blocked_;  // own_blocked_, or the sharing gate's
   alignas(cache_line_size) std::atomic<std::uint32_t> inside_{0};
 };
 
