@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -414,6 +415,77 @@ TEST(RedisShutdown, DrainFinishesAndAcknowledgesWhatItFetched) {
   EXPECT_EQ(run.c->shutdown().returned, 0U);  // idempotent
   run.finish(100);
   EXPECT_EQ(run.rec.total(), 100U) << "a drained message ran twice";
+}
+
+// A consumer "c1" on an empty stream whose read blocks long enough for a shutdown to begin
+// while the read is under way; `produce()` then gives the read one entry.
+struct blocked_read_run {
+  std::string stream = unique_stream();
+  crew_test::raw_client raw{server()};
+  recorder rec;
+  std::unique_ptr<consumer<>> c;
+
+  blocked_read_run() {
+    create_group(raw, stream);
+    auto o = options_for(stream);
+    o.block = 1500ms;
+    o.connection.socket_timeout = 3000ms;
+    c = std::make_unique<consumer<>>(
+        o, [this](message& m) { rec.add(m); }, crew::pool_options<message>{.workers = 2});
+  }
+  // True once a client is blocked in XREADGROUP (the consumer's read, waiting for entries).
+  bool read_blocked() {
+    return crew_test::eventually([&] {
+      const std::string list(crew::redis::text_of(raw.run({"CLIENT", "LIST"}).get()));
+      std::size_t at = 0;
+      for (std::size_t end = 0; (end = list.find('\n', at)) != std::string::npos; at = end + 1) {
+        const std::string_view line(list.data() + at, end - at);
+        if (line.find("cmd=xreadgroup") != std::string_view::npos &&
+            line.find(" flags=b") != std::string_view::npos) {
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+  // Starts `stop` on another thread, gives it time to close the pool (the read stays blocked:
+  // its BLOCK is 1.5 s), then adds one entry for the read to return.
+  template <class Stop>
+  crew::redis::consumer_report stop_during_read(Stop stop) {
+    crew::redis::consumer_report report;
+    std::thread stopper([&] { report = stop(*c); });
+    std::this_thread::sleep_for(100ms);
+    (void)raw.produce(stream, 1);
+    stopper.join();
+    return report;
+  }
+};
+
+// Regression (CI, stop 17): a drain closed the pool while a read was under way; the entries
+// it returned were refused, handed back and left pending on c1, and the report said drained
+// with nothing returned. A drain now lets the read hand them to the pool first.
+TEST(RedisShutdown, DrainRunsWhatAReadUnderWayReturns) {
+  blocked_read_run run;
+  ASSERT_TRUE(run.read_blocked());
+  const auto report = run.stop_during_read([](consumer<>& c) { return c.shutdown(); });
+  EXPECT_TRUE(report.drained);
+  EXPECT_EQ(report.returned, 0U);
+  EXPECT_EQ(report.unacknowledged, 0U);
+  EXPECT_EQ(run.rec.total(), 1U);
+  EXPECT_TRUE(run.raw.pending_of(run.stream, "g", "c1").empty());
+}
+
+// An abort does not wait for the read; what the read returns after the pool closed goes back
+// to the group, and the report counts it.
+TEST(RedisShutdown, AbortCountsWhatAReadUnderWayHandsBack) {
+  blocked_read_run run;
+  ASSERT_TRUE(run.read_blocked());
+  const auto report =
+      run.stop_during_read([](consumer<>& c) { return c.shutdown(crew::shutdown_mode::abort); });
+  const auto left = run.raw.pending_of(run.stream, "g", "c1");
+  EXPECT_EQ(report.returned, left.size()) << "every hand-back is in the report";
+  EXPECT_EQ(report.drained, report.returned == 0);
+  EXPECT_EQ(run.rec.total() + left.size(), 1U);
 }
 
 TEST(RedisShutdown, AbortHandsUnstartedMessagesBackWithoutCountingADelivery) {

@@ -133,7 +133,9 @@ class consumer {
   // passed with Redis unreachable: report.unacknowledged counts what is left pending).
   // Thread-safe; idempotent (a later call returns an empty report).
   consumer_report shutdown(shutdown_mode mode = shutdown_mode::drain) {
-    return finish(mode == shutdown_mode::abort, [&] { return adaptor_->shutdown(mode); });
+    const bool abort = mode == shutdown_mode::abort;
+    return finish(abort, abort ? detail::clock::now() : fetch_bound(),
+                  [&] { return adaptor_->shutdown(mode); });
   }
   // Drains until the deadline, then aborts (as shutdown(abort)). Returns by the deadline plus
   // the time to send the last outcomes (bounded by flush_timeout); still_running counts
@@ -143,7 +145,8 @@ class consumer {
     const auto steady =
         std::chrono::steady_clock::now() +
         std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - Clock::now());
-    return finish(false, [&] { return adaptor_->shutdown_until(steady); });
+    return finish(false, std::min(steady, fetch_bound()),
+                  [&] { return adaptor_->shutdown_until(steady); });
   }
   template <class Rep, class Period>
   consumer_report shutdown_for(const std::chrono::duration<Rep, Period>& timeout) {
@@ -160,9 +163,13 @@ class consumer {
   std::size_t workers() const noexcept { return adaptor_->workers(); }
 
  private:
+  // Stops fetching and waits, until `fetched_by`, for a fetch under way to hand its messages to
+  // the pool (a drain then runs them), then stops the pool and waits for the outcomes to be
+  // sent. report.returned counts the pool's unstarted messages and those a fetch still under
+  // way at `fetched_by` handed to the closed pool: both went back to the group.
   template <class StopPool>
-  consumer_report finish(bool abort, StopPool&& stop_pool) {
-    core_->stop_fetching();
+  consumer_report finish(bool abort, detail::clock::time_point fetched_by, StopPool&& stop_pool) {
+    core_->stop_fetching(fetched_by);
     if (abort) core_->set_aborting();
     adaptor_report r = stop_pool();
     consumer_report out;
@@ -170,12 +177,18 @@ class consumer {
     out.still_running = r.still_running;
     core_->hand_back(std::move(r.handed_back));
     core_->begin_finishing();
-    out.unacknowledged = core_->wait_quiet(
-        r.still_running, std::chrono::steady_clock::now() + options().flush_timeout +
-                             options().block + options().connection.socket_timeout);
+    out.unacknowledged = core_->wait_quiet(r.still_running, fetch_bound());
+    out.returned += core_->take_refused();
     out.executed = core_->stats().executed;
     out.drained = r.drained && out.returned == 0 && out.unacknowledged == 0;
     return out;
+  }
+
+  // How long the fetch thread may take to finish what it is doing: the flush budget plus one
+  // blocked read and one command's socket timeout.
+  detail::clock::time_point fetch_bound() const {
+    return detail::clock::now() + options().flush_timeout + options().block +
+           options().connection.socket_timeout;
   }
 
   std::unique_ptr<detail::consumer_core> core_;

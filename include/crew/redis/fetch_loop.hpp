@@ -9,7 +9,9 @@
 //    lock guards them because no other thread touches them;
 //  - workers (the pool's threads) run the handler and append an outcome to outcomes_ under
 //    mu_, then notify cv_;
-//  - shutdown callers flip the phase flags and append hand-backs to outcomes_ under mu_.
+//  - shutdown callers flip the phase flags and append hand-backs to outcomes_ under mu_; a
+//    drain first waits for the fetch thread to leave its fetch section (step 5), so what a
+//    read under way returns reaches the pool before the pool closes.
 //
 // One loop iteration of the fetch thread:
 //  1. collect outcomes: done -> ack; failed -> dead letter (delivery >= dead_letter_after),
@@ -118,11 +120,22 @@ class consumer_core final : public run_sink {
     push(std::move(o));
   }
 
-  // Shutdown callers (any thread, idempotent): stop fetching new work.
-  void stop_fetching() {
+  // Shutdown callers (any thread, idempotent): stop fetching new work, then wait until the
+  // fetch thread is out of its fetch section (a read, claim or recovery and the submits of
+  // what it returned), or it exited, or `deadline` passed. What a section fetched before the
+  // pool closes is accepted by the pool, so a drain runs it; the wait is bounded by one
+  // section: a few commands, each within socket_timeout (a read blocks at most `block`).
+  // What a section submits after the pool closed is handed back and counted by
+  // take_refused().
+  void stop_fetching(clock::time_point deadline) {
+    std::unique_lock lock(mu_);
     fetching_ = false;
     cv_.notify_all();
+    quiet_cv_.wait_until(lock, deadline, [&] { return !fetch_busy_ || exited_; });
   }
+  // Shutdown callers: how many fetched messages the pool refused (it had closed) since the
+  // last call; each was handed back to the group. Any thread.
+  std::size_t take_refused() noexcept { return refused_.exchange(0); }
   // From now on a failed message is handed back at once instead of waiting for min_idle.
   void set_aborting() { aborting_ = true; }
   // Unstarted messages a pool handed back: returned to the group without counting a delivery.
@@ -245,7 +258,7 @@ class consumer_core final : public run_sink {
     if (!conn_.connected() && !reconnect()) return true;
     if (!send_dead_letters() || !send_returns()) return true;
     if (clock::now() >= next_heartbeat_ && !heartbeat()) return true;
-    if (fetching_) {
+    if (const fetch_section section(*this); section.entered) {
       if (free_workers() > 0 && clock::now() >= next_claim_ && !scan_claims()) return true;
       if (recovering_) {
         // One at a time, literally: the next own entry is recovered only once the previous
@@ -264,6 +277,34 @@ class consumer_core final : public run_sink {
     sleep_until_work();
     return true;
   }
+
+  // The fetch thread's side of stop_fetching's handshake: a section is entered only while
+  // fetching_ is true (checked under mu_, where stop_fetching clears it) and left on every path
+  // out of it, exceptions included.
+  bool enter_fetch() {
+    const std::lock_guard lock(mu_);
+    fetch_busy_ = fetching_;
+    return fetch_busy_;
+  }
+  void leave_fetch() {
+    {
+      const std::lock_guard lock(mu_);
+      fetch_busy_ = false;
+    }
+    quiet_cv_.notify_all();
+  }
+  struct fetch_section {
+    consumer_core& core;
+    const bool entered;
+    explicit fetch_section(consumer_core& c) : core(c), entered(c.enter_fetch()) {}
+    fetch_section(const fetch_section&) = delete;
+    fetch_section& operator=(const fetch_section&) = delete;
+    fetch_section(fetch_section&&) = delete;
+    fetch_section& operator=(fetch_section&&) = delete;
+    ~fetch_section() {
+      if (entered) core.leave_fetch();
+    }
+  };
 
   void sleep_until_work() {
     std::unique_lock lock(mu_);
@@ -339,6 +380,7 @@ class consumer_core final : public run_sink {
     if (status != submit_status::accepted) {
       in_flight_.erase(id);
       returns_.emplace_back(std::move(id), uncounted(deliveries));
+      if (!fetching_) refused_.fetch_add(1);
     }
     publish_in_flight();
   }
@@ -552,6 +594,7 @@ class consumer_core final : public run_sink {
   std::atomic<bool> fetching_{true};
   std::atomic<bool> aborting_{false};
   std::atomic<bool> finishing_{false};
+  std::atomic<std::size_t> refused_{0};  // see take_refused()
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -561,6 +604,7 @@ class consumer_core final : public run_sink {
   clock::time_point give_up_at_{};
   bool quiet_ = false;
   bool exited_ = false;
+  bool fetch_busy_ = false;  // the fetch thread is in a fetch_section
   std::size_t unsent_now_ = 0;
   std::size_t in_flight_now_ = 0;
   std::size_t unsent_at_exit_ = 0;
