@@ -125,10 +125,12 @@ class consumer {
   }
 
   // Stops fetching, then
-  //  - drain: runs every message already fetched, acknowledges them, returns;
+  //  - drain: lets a read under way hand its entries to the pool (at most one read: `block`
+  //    plus a command's socket timeout), runs every message fetched, acknowledges them;
   //  - abort: hands the unstarted ones back to the group (claimable by any consumer at once,
   //    delivery count unchanged), requests a stop from running handlers through their
-  //    std::stop_token, acknowledges those that return, hands back those that throw.
+  //    std::stop_token, acknowledges those that return, hands back those that throw; what a
+  //    read under way returns after the pool closed goes back too, counted in `returned`.
   // Returns when the pool has stopped and every outcome was sent to Redis (or flush_timeout
   // passed with Redis unreachable: report.unacknowledged counts what is left pending).
   // Thread-safe; idempotent (a later call returns an empty report).
