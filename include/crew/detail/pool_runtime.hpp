@@ -489,18 +489,14 @@ class pool_runtime {
       if (workers_.live() != 0) continue;
       if (phase() == phase_aborting || is_idle(pool)) return true;
       if (last_resorts < 2 && std::chrono::steady_clock::now() < deadline) {
-        bool failed = false;
-        const growth g = workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
-                                       [this, &failed](std::exception_ptr e) noexcept {
-                                         failed = true;
-                                         report_error(e);
-                                       },
-                                       true);
+        const growth g =
+            workers_.grow([&pool](std::size_t i) noexcept { pool.worker_main(i); },
+                          [this](std::exception_ptr e) noexcept { report_error(e); }, true);
         if (g == growth::started) {
           ++last_resorts;
           continue;
         }
-        if (!failed && ++races < max_settle_races) {
+        if (g != growth::failed && ++races < max_settle_races) {
           std::this_thread::yield();
           continue;
         }
@@ -526,7 +522,7 @@ class pool_runtime {
                                        report_error(e);
                                        start_failed();
                                      });
-      if (g != growth::gave_up) return;
+      if (g != growth::gave_up) return;  // started, in flight, or failed (backing off now)
       // This call held the start flag and gave it back: a submit that found the flag taken
       // meanwhile skipped its start, so look again (the flag's store, then the loads below,
       // pair with that submit's push, then its failed compare-exchange).

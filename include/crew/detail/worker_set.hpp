@@ -72,10 +72,11 @@ inline std::string worker_thread_name(const std::string& prefix, std::size_t ind
 enum class start_kind : unsigned char { initial, respawn, growth };
 
 // What a growth attempt did: started a thread; found another start in flight (its new thread
-// re-checks the waiting jobs once started); or took the start flag and gave it back (at the
-// bound, shutting down, or the start failed): then the caller re-checks, since a start skipped
-// meanwhile because of the flag would otherwise be lost (tests/model/elastic.pml).
-enum class growth : unsigned char { started, in_flight, gave_up };
+// re-checks the waiting jobs once started); took the start flag and gave it back (at the bound
+// or shutting down): then the caller re-checks, since a start skipped meanwhile because of the
+// flag would otherwise be lost (tests/model/elastic.pml); or the thread start threw (given to
+// on_failure, the flag given back): starts back off, so the caller does not look again.
+enum class growth : unsigned char { started, in_flight, gave_up, failed };
 
 class worker_set {
  public:
@@ -221,7 +222,8 @@ class worker_set {
       r.thread = std::move(r.predecessor);
       on_failure(std::current_exception());
       vacate_slot(s);
-      return give_up_growth();
+      (void)give_up_growth();
+      return growth::failed;
     }
     return growth::started;
   }
